@@ -1,0 +1,225 @@
+//! Reading a client's chat-completion request and shaping the one sent upstream: the persona's
+//! system prompt first, its defaults filled in, its upstream model named, every other field
+//! carried over byte for byte.
+
+use std::fmt::Write as _;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::GatewayError;
+use crate::persona::{self, Persona};
+
+/// The roles OpenAI's chat-completions API accepts in `messages`.
+const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+
+/// A parsed request: its fields in order, as the client wrote them.
+#[derive(Debug)]
+pub struct ChatRequest<'a> {
+    fields: Vec<(String, &'a RawValue)>,
+    /// The `model` the client asked for.
+    pub model: String,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+}
+
+impl<'a> ChatRequest<'a> {
+    /// Parses and checks the fields the gateway reads: `model`, `messages` and `stream`. The
+    /// rest are left for the upstream to judge.
+    ///
+    /// # Errors
+    /// A 400 [`GatewayError`] naming the field at fault.
+    pub fn parse(body: &'a [u8]) -> Result<Self, GatewayError> {
+        let text = std::str::from_utf8(body).map_err(|error| GatewayError::InvalidJson {
+            detail: format!("the body is not UTF-8 (invalid byte at {})", error.valid_up_to()),
+        })?;
+        let Fields(fields) = serde_json::from_str(text).map_err(|error| {
+            let message = error.to_string();
+            match message.strip_prefix(DUPLICATE) {
+                Some(rest) => GatewayError::DuplicateKey {
+                    param: rest.split('`').next().unwrap_or_default().to_owned(),
+                },
+                None if error.classify() == serde_json::error::Category::Data => {
+                    invalid_json("the body must be a JSON object")
+                }
+                None => invalid_json(&message),
+            }
+        })?;
+        let request = Self { model: read_model(&fields)?, stream: read_stream(&fields)?, fields };
+        request.check_messages()?;
+        Ok(request)
+    }
+
+    fn field(&self, name: &str) -> Option<&'a RawValue> {
+        find(&self.fields, name)
+    }
+
+    fn check_messages(&self) -> Result<(), GatewayError> {
+        let Some(raw) = self.field("messages").filter(|raw| raw.get() != "null") else {
+            return Err(parameter("messages", "you must provide a `messages` parameter"));
+        };
+        let messages: Vec<&RawValue> = serde_json::from_str(raw.get())
+            .map_err(|_| parameter("messages", "`messages` must be an array of message objects"))?;
+        if messages.is_empty() {
+            return Err(parameter("messages", "`messages` must contain at least one message"));
+        }
+        for (index, message) in messages.iter().enumerate() {
+            check_message(index, message)?;
+        }
+        Ok(())
+    }
+
+    /// The body for the upstream: the same fields in the same order, `model` set to the
+    /// persona's upstream model, the persona's system message placed first in `messages`, and
+    /// its defaults added for parameters the client left out or set to `null`.
+    #[must_use]
+    pub fn to_upstream_body(&self, persona: &Persona) -> String {
+        let mut body = String::with_capacity(self.size_hint() + persona.system_prompt.len() + 64);
+        let mut separator = "{";
+        for (name, raw) in &self.fields {
+            body.push_str(separator);
+            separator = ",";
+            push_json_string(&mut body, name);
+            body.push(':');
+            match (name.as_str(), persona.defaults.get(name)) {
+                ("model", _) => push_json_string(&mut body, &persona.upstream_model),
+                ("messages", _) => push_messages(&mut body, raw.get(), &persona.system_prompt),
+                (_, Some(default)) if raw.get() == "null" => body.push_str(&default.to_string()),
+                _ => body.push_str(raw.get()),
+            }
+        }
+        for (name, value) in &persona.defaults {
+            if !self.sets(name) {
+                body.push(',');
+                push_json_string(&mut body, name);
+                let _ = write!(body, ":{value}");
+            }
+        }
+        body.push('}');
+        body
+    }
+
+    /// Whether the client chose this parameter itself. `max_tokens` and
+    /// `max_completion_tokens` name one limit, so either counts for both.
+    fn sets(&self, name: &str) -> bool {
+        let alias = match name {
+            "max_tokens" => "max_completion_tokens",
+            "max_completion_tokens" => "max_tokens",
+            _ => name,
+        };
+        self.field(name).is_some() || self.field(alias).is_some_and(|raw| raw.get() != "null")
+    }
+
+    fn size_hint(&self) -> usize {
+        self.fields.iter().map(|(name, raw)| name.len() + raw.get().len() + 4).sum()
+    }
+}
+
+/// The persona slug a `model` names: `<prefix><slug>` or a bare `<slug>`.
+#[must_use]
+pub fn persona_slug<'m>(model: &'m str, prefix: &str) -> Option<&'m str> {
+    let slug = model.strip_prefix(prefix).filter(|_| !prefix.is_empty()).unwrap_or(model);
+    persona::is_slug(slug).then_some(slug)
+}
+
+const DUPLICATE: &str = "duplicate key `";
+
+/// The top-level members of the request object, in order, each value kept as raw JSON text.
+struct Fields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FieldsVisitor(std::marker::PhantomData))
+    }
+}
+
+struct FieldsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+
+impl<'de: 'a, 'a> Visitor<'de> for FieldsVisitor<'a> {
+    type Value = Fields<'a>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let mut fields: Vec<(String, &'a RawValue)> = Vec::new();
+        while let Some(name) = map.next_key::<String>()? {
+            if find(&fields, &name).is_some() {
+                return Err(serde::de::Error::custom(format_args!("{DUPLICATE}{name}`")));
+            }
+            let value = map.next_value()?;
+            fields.push((name, value));
+        }
+        Ok(Fields(fields))
+    }
+}
+
+fn find<'a>(fields: &[(String, &'a RawValue)], name: &str) -> Option<&'a RawValue> {
+    fields.iter().find(|(key, _)| key == name).map(|(_, raw)| *raw)
+}
+
+fn read_model(fields: &[(String, &RawValue)]) -> Result<String, GatewayError> {
+    let Some(raw) = find(fields, "model") else {
+        return Err(parameter("model", "you must provide a model parameter"));
+    };
+    match serde_json::from_str::<String>(raw.get()) {
+        Ok(model) if !model.is_empty() => Ok(model),
+        Ok(_) => Err(parameter("model", "`model` must not be empty")),
+        Err(_) => Err(parameter("model", "`model` must be a string")),
+    }
+}
+
+fn read_stream(fields: &[(String, &RawValue)]) -> Result<bool, GatewayError> {
+    match find(fields, "stream").map(RawValue::get) {
+        None | Some("null" | "false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(parameter("stream", "`stream` must be a boolean")),
+    }
+}
+
+/// A message is an object whose `role` is one OpenAI knows.
+fn check_message(index: usize, message: &RawValue) -> Result<(), GatewayError> {
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        role: Option<std::borrow::Cow<'a, str>>,
+    }
+    let param = format!("messages[{index}]");
+    let message: Message = serde_json::from_str(message.get())
+        .map_err(|_| parameter(&param, &format!("`{param}` must be an object with a string `role`")))?;
+    match message.role.as_deref() {
+        Some(role) if ROLES.contains(&role) => Ok(()),
+        Some(_) => Err(parameter(
+            &format!("{param}.role"),
+            &format!("`{param}.role` must be one of {}", ROLES.join(", ")),
+        )),
+        None => Err(parameter(&format!("{param}.role"), &format!("`{param}` has no `role`"))),
+    }
+}
+
+/// `[` system message `,` the client's messages as they came `]`. The client's array is known
+/// to be non-empty, so its own first `[` is followed by at least one element.
+fn push_messages(body: &mut String, raw: &str, system_prompt: &str) {
+    body.push_str("[{\"role\":\"system\",\"content\":");
+    push_json_string(body, system_prompt);
+    body.push_str("},");
+    body.push_str(raw.trim_start().strip_prefix('[').unwrap_or(raw));
+}
+
+fn push_json_string(body: &mut String, text: &str) {
+    body.push_str(&serde_json::Value::from(text).to_string());
+}
+
+fn parameter(param: &str, message: &str) -> GatewayError {
+    GatewayError::InvalidParameter { param: param.to_owned(), message: message.to_owned() }
+}
+
+fn invalid_json(detail: &str) -> GatewayError {
+    GatewayError::InvalidJson { detail: detail.to_owned() }
+}
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

@@ -1,0 +1,221 @@
+// The end-to-end launcher: builds the Worker, starts the stub upstream, seeds a fresh local KV
+// from personas/, runs `wrangler dev` against both and waits for /health. Used by the node suites
+// directly, and by the Python suite and .ci/test through launch.mjs.
+
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startStub } from '../stub/upstream.mjs';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const UPSTREAM_KEY = 'sk-stub-upstream-secret-0123456789';
+export const PREFIX = 'zaguanai/';
+
+const START_TIMEOUT_MS = Number(process.env.E2E_START_TIMEOUT_MS) || 90_000;
+const BUILD_TIMEOUT_MS = 15 * 60_000;
+const SEED_TIMEOUT_MS = 10 * 60_000;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A port nothing listens on right now. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function childEnv() {
+  return { ...process.env, WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1', FORCE_COLOR: '0' };
+}
+
+/** Runs a command to completion with a timeout; throws with its output when it fails. */
+function runStep(label, command, args, timeoutMs) {
+  const result = spawnSync(command, args, {
+    cwd: ROOT,
+    env: childEnv(),
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    killSignal: 'SIGKILL',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (result.error || result.status !== 0) {
+    const why = result.error ? result.error.message : `exit ${result.status ?? result.signal}`;
+    throw new Error(`${label} failed (${why}):\n${result.stdout}\n${result.stderr}`);
+  }
+}
+
+/** Keeps the last lines a child printed, to explain a failure to start. */
+function tail(stream, lines) {
+  stream.setEncoding('utf8');
+  stream.on('data', (text) => {
+    lines.push(...text.split('\n'));
+    if (lines.length > 200) lines.splice(0, lines.length - 200);
+  });
+}
+
+const running = new Set();
+
+function killGroup(child, signal) {
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+process.on('exit', () => {
+  for (const child of running) killGroup(child, 'SIGKILL');
+});
+
+async function waitForHealth(origin, child, output) {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`wrangler dev exited (${child.exitCode ?? child.signalCode}):\n${output.join('\n')}`);
+    }
+    try {
+      const response = await fetch(`${origin}/health`, { signal: AbortSignal.timeout(2000) });
+      if (response.status === 200) return;
+      await response.arrayBuffer();
+    } catch {
+      // Not listening yet.
+    }
+    await sleep(250);
+  }
+  throw new Error(`GET /health did not answer 200 within ${START_TIMEOUT_MS} ms:\n${output.join('\n')}`);
+}
+
+async function stopChild(child) {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    running.delete(child);
+    return;
+  }
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  killGroup(child, 'SIGTERM');
+  const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+  // workerd may outlive wrangler for a moment: make sure the whole group is gone.
+  killGroup(child, 'SIGKILL');
+  running.delete(child);
+}
+
+/**
+ * Starts stub + Worker. Resolves to
+ * { origin, baseURL, stubOrigin, stubURL, persistDir, stop() }.
+ */
+export async function startGateway({ build = !process.env.E2E_WRANGLER_CONFIG } = {}) {
+  if (build) runStep('.ci/build', 'bash', ['.ci/build'], BUILD_TIMEOUT_MS);
+
+  const stub = await startStub({ port: 0, key: UPSTREAM_KEY });
+  const persistDir = fs.mkdtempSync(path.join(os.tmpdir(), 'persona-gateway-e2e-'));
+  const emptyEnvFile = path.join(persistDir, 'empty.env');
+  fs.writeFileSync(emptyEnvFile, '');
+  let child = null;
+  const stop = async () => {
+    if (child) await stopChild(child);
+    await stub.close();
+    fs.rmSync(persistDir, { recursive: true, force: true });
+  };
+
+  try {
+    runStep(
+      'seeding local KV (cargo run --bin personas -- sync --local)',
+      'cargo',
+      ['run', '--quiet', '--bin', 'personas', '--', 'sync', '--local', '--persist-to', persistDir],
+      SEED_TIMEOUT_MS,
+    );
+
+    const port = await freePort();
+    const inspectorPort = await freePort();
+    const args = [
+      'dev',
+      '--ip', '127.0.0.1',
+      '--port', String(port),
+      '--inspector-port', String(inspectorPort),
+      '--persist-to', persistDir,
+      // An explicit (empty) env file keeps a developer's .dev.vars and .env out of the tests.
+      '--env-file', emptyEnvFile,
+      '--var', `ZAGUAN_BASE_URL:${stub.url}`,
+      '--var', `ZAGUAN_API_KEY:${UPSTREAM_KEY}`,
+      '--log-level', process.env.E2E_WRANGLER_LOG_LEVEL || 'warn',
+      '--show-interactive-dev-session=false',
+    ];
+    if (process.env.E2E_WRANGLER_CONFIG) args.push('--config', process.env.E2E_WRANGLER_CONFIG);
+    child = spawn(path.join(ROOT, 'node_modules/.bin/wrangler'), args, {
+      cwd: ROOT,
+      env: childEnv(),
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    running.add(child);
+    const output = [];
+    tail(child.stdout, output);
+    tail(child.stderr, output);
+    if (process.env.E2E_WRANGLER_ECHO) {
+      child.stdout.on('data', (t) => process.stderr.write(t));
+      child.stderr.on('data', (t) => process.stderr.write(t));
+    }
+
+    const origin = `http://127.0.0.1:${port}`;
+    await waitForHealth(origin, child, output);
+    return {
+      origin,
+      baseURL: `${origin}/v1`,
+      stubOrigin: `http://127.0.0.1:${stub.port}`,
+      stubURL: stub.url,
+      persistDir,
+      output,
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+let shared = null;
+
+/**
+ * The gateway for this test process: the one named by E2E_BASE_URL and E2E_STUB_URL (started
+ * once by launch.mjs for every suite), else one started here and stopped by `release()`.
+ */
+export function gateway() {
+  if (shared) return shared;
+  if (process.env.E2E_BASE_URL && process.env.E2E_STUB_URL) {
+    const baseURL = process.env.E2E_BASE_URL.replace(/\/$/, '');
+    const stubURL = process.env.E2E_STUB_URL.replace(/\/$/, '');
+    shared = Promise.resolve({
+      origin: baseURL.replace(/\/v1$/, ''),
+      baseURL,
+      stubOrigin: stubURL.replace(/\/v1$/, ''),
+      stubURL,
+      stop: async () => {},
+    });
+  } else {
+    shared = startGateway();
+  }
+  return shared;
+}
+
+/** Stops the gateway `gateway()` started, if it started one. */
+export async function release() {
+  if (!shared) return;
+  const current = await shared.catch(() => null);
+  shared = null;
+  if (current) await current.stop();
+}
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    release().finally(() => process.exit(130));
+  });
+}

@@ -1,0 +1,401 @@
+// The offline stub upstream: speaks Zaguan's dialect (the OpenAI chat-completions wire format)
+// with plain node:http, records every request, and lets a test pick the reply through an extra
+// body field `x_stub` that the gateway forwards untouched. See tests/README.md for the options.
+
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const CASSETTE_DIR = path.resolve(here, '../cases/sse');
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** OpenAI's error object. */
+function errorBody(message, type, code, param = null) {
+  return JSON.stringify({ error: { message, type, param, code } });
+}
+
+/** A small deterministic generator (mulberry32), so a seed names one way of cutting a stream. */
+export function seededRandom(seed) {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Cuts `bytes` into reads as `mode` asks: "whole", "lines" (after each LF or lone CR),
+ * "bytes:N", "random:SEED[:MAX]" or an array of sizes (the rest goes in one last read).
+ */
+export function splitReads(bytes, mode = 'whole') {
+  const reads = [];
+  const cut = (sizes) => {
+    let offset = 0;
+    for (const size of sizes) {
+      if (offset >= bytes.length) break;
+      const step = Math.max(1, Math.floor(size));
+      reads.push(bytes.subarray(offset, offset + step));
+      offset += step;
+    }
+    if (offset < bytes.length) reads.push(bytes.subarray(offset));
+  };
+  if (Array.isArray(mode)) {
+    cut(mode);
+  } else if (mode === 'whole') {
+    reads.push(bytes);
+  } else if (mode === 'lines') {
+    let start = 0;
+    for (let i = 0; i < bytes.length; i += 1) {
+      const lf = bytes[i] === 0x0a;
+      const loneCr = bytes[i] === 0x0d && bytes[i + 1] !== 0x0a;
+      if (lf || loneCr) {
+        reads.push(bytes.subarray(start, i + 1));
+        start = i + 1;
+      }
+    }
+    if (start < bytes.length) reads.push(bytes.subarray(start));
+  } else if (mode.startsWith('bytes:')) {
+    const size = Number(mode.slice(6)) || 1;
+    cut(Array.from({ length: Math.ceil(bytes.length / size) }, () => size));
+  } else if (mode.startsWith('random:')) {
+    const [, seed, max] = mode.split(':');
+    const random = seededRandom(Number(seed) || 1);
+    const limit = Number(max) || 256;
+    const sizes = [];
+    for (let total = 0; total < bytes.length; ) {
+      const size = 1 + Math.floor(random() * limit);
+      sizes.push(size);
+      total += size;
+    }
+    cut(sizes);
+  } else {
+    throw new Error(`unknown reads mode ${JSON.stringify(mode)}`);
+  }
+  return reads;
+}
+
+function lastUserText(messages) {
+  const users = (Array.isArray(messages) ? messages : []).filter((m) => m && m.role === 'user');
+  const content = users.length ? users[users.length - 1].content : '';
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content.map((part) => (part && part.type === 'text' ? part.text : '')).join(' ');
+  }
+  return '';
+}
+
+function countWords(text) {
+  return String(text).split(/\s+/).filter(Boolean).length;
+}
+
+/** The reply text a realistic upstream would give, derived from the last user message. */
+export function replyText(messages) {
+  const asked = lastUserText(messages).trim() || 'nothing at all';
+  return (
+    `You asked: ${asked}. That is worth examining together. ` +
+    'Before I answer, tell me what you already believe about it. ' +
+    'Then we can test that belief against an example or two.'
+  );
+}
+
+function usageFor(body, text) {
+  const prompt = (Array.isArray(body.messages) ? body.messages : [])
+    .map((m) => (typeof m?.content === 'string' ? m.content : JSON.stringify(m?.content ?? '')))
+    .reduce((sum, content) => sum + countWords(content) + 4, 0);
+  const completion = countWords(text);
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+function completionId() {
+  return `chatcmpl-${crypto.randomBytes(12).toString('base64url')}`;
+}
+
+const FINGERPRINT = 'fp_stub_0001';
+
+function chatCompletion(body) {
+  const text = replyText(body.messages);
+  return {
+    id: completionId(),
+    object: 'chat.completion',
+    created: Math.floor(Date.now() / 1000),
+    model: body.model,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: text, refusal: null },
+        logprobs: null,
+        finish_reason: 'stop',
+      },
+    ],
+    usage: usageFor(body, text),
+    system_fingerprint: FINGERPRINT,
+  };
+}
+
+/** The chunks of a realistic streamed reply, each already framed as one SSE event. */
+function chatCompletionChunks(body) {
+  const text = replyText(body.messages);
+  const base = {
+    id: completionId(),
+    object: 'chat.completion.chunk',
+    created: Math.floor(Date.now() / 1000),
+    model: body.model,
+    system_fingerprint: FINGERPRINT,
+  };
+  const chunk = (delta, finish = null, extra = {}) =>
+    `data: ${JSON.stringify({
+      ...base,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+      ...extra,
+    })}\n\n`;
+  const events = [chunk({ role: 'assistant', content: '', refusal: null })];
+  for (const word of text.match(/\S+\s*/g) ?? []) events.push(chunk({ content: word }));
+  events.push(chunk({}, 'stop'));
+  if (body.stream_options && body.stream_options.include_usage === true) {
+    events.push(`data: ${JSON.stringify({ ...base, choices: [], usage: usageFor(body, text) })}\n\n`);
+  }
+  events.push('data: [DONE]\n\n');
+  return events.map((event) => Buffer.from(event, 'utf8'));
+}
+
+function readsFromSpec(items) {
+  return items.map((item) => {
+    if (typeof item === 'string') return Buffer.from(item, 'utf8');
+    if (item && typeof item.b64 === 'string') return Buffer.from(item.b64, 'base64');
+    throw new Error('each read is a string or {"b64": "..."}');
+  });
+}
+
+function loadCassette(name) {
+  if (typeof name !== 'string' || name.includes('/') || name.includes('\\') || name.startsWith('.')) {
+    throw new Error('cassette must be a plain file name in tests/cases/sse');
+  }
+  return fs.readFileSync(path.join(CASSETTE_DIR, name));
+}
+
+/**
+ * Writes `reads` one network write each, `delayMs` apart, noting when each left in `record`.
+ * With `resetAfter`, destroys the socket after that many reads instead of ending the body.
+ */
+async function sendReads(res, record, reads, { delayMs = 0, resetAfter = null } = {}) {
+  const sent = [];
+  const note = () => {
+    record.sent_b64 = Buffer.concat(sent).toString('base64');
+  };
+  for (let i = 0; i < reads.length; i += 1) {
+    if (resetAfter !== null && i >= resetAfter) break;
+    if (i > 0 && delayMs > 0) await sleep(delayMs);
+    if (res.destroyed || record.client_closed_at !== null) return;
+    record.writes.push({ at: Date.now(), bytes: reads[i].length });
+    sent.push(reads[i]);
+    note();
+    await new Promise((resolve) => res.write(reads[i], () => resolve()));
+    // Let the bytes leave before the next write, so they tend to arrive as separate reads.
+    if (delayMs === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+  if (resetAfter !== null) {
+    // Wait before the reset: a reset can discard bytes the peer has not read yet.
+    await sleep(Math.max(delayMs, 200));
+    record.reset_at = Date.now();
+    if (res.socket?.resetAndDestroy) res.socket.resetAndDestroy();
+    else res.socket?.destroy();
+    return;
+  }
+  res.end();
+}
+
+async function reply(req, res, record, key) {
+  const auth = req.headers.authorization ?? '';
+  if (auth !== `Bearer ${key}`) {
+    res.writeHead(401, { 'content-type': 'application/json' });
+    res.end(errorBody('Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key'));
+    return;
+  }
+
+  const body = record.json;
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    res.writeHead(400, { 'content-type': 'application/json' });
+    res.end(errorBody('We could not parse the JSON body of your request.', 'invalid_request_error', null));
+    return;
+  }
+  const spec = body.x_stub && typeof body.x_stub === 'object' ? body.x_stub : {};
+  const options = { delayMs: Number(spec.delay_ms) || 0, resetAfter: spec.reset_after ?? null };
+  const headers = Object.fromEntries(
+    Object.entries(spec.headers ?? {}).map(([name, value]) => [name.toLowerCase(), value]),
+  );
+  const status = spec.status ?? 200;
+
+  if (spec.body !== undefined) {
+    const text = typeof spec.body === 'string' ? spec.body : JSON.stringify(spec.body);
+    headers['content-type'] ??= guessType(text);
+    res.writeHead(status, headers);
+    await sendReads(res, record, [Buffer.from(text, 'utf8')], options);
+    return;
+  }
+  if (spec.json !== undefined || spec.raw !== undefined) {
+    const text = spec.raw !== undefined ? String(spec.raw) : JSON.stringify(spec.json);
+    headers['content-type'] ??= spec.content_type ?? 'application/json';
+    res.writeHead(status, headers);
+    await sendReads(res, record, splitReads(Buffer.from(text, 'utf8'), spec.split ?? 'whole'), options);
+    return;
+  }
+
+  let reads = null;
+  if (spec.cassette !== undefined) {
+    reads = splitReads(loadCassette(spec.cassette), spec.reads ?? 'whole');
+  } else if (Array.isArray(spec.reads)) {
+    reads = readsFromSpec(spec.reads);
+  }
+  if (reads !== null) {
+    headers['content-type'] ??= spec.content_type ?? 'text/event-stream; charset=utf-8';
+    res.writeHead(status, { 'cache-control': 'no-cache', ...headers });
+    await sendReads(res, record, reads, options);
+    return;
+  }
+
+  if (body.stream === true) {
+    res.writeHead(status, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      ...headers,
+    });
+    await sendReads(res, record, chatCompletionChunks(body), options);
+    return;
+  }
+  headers['content-type'] ??= 'application/json';
+  res.writeHead(status, headers);
+  await sendReads(res, record, [Buffer.from(JSON.stringify(chatCompletion(body)), 'utf8')], options);
+}
+
+function guessType(text) {
+  try {
+    JSON.parse(text);
+    return 'application/json';
+  } catch {
+    return /^\s*</.test(text) ? 'text/html' : 'text/plain';
+  }
+}
+
+function sendJson(res, status, value) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(value));
+}
+
+/**
+ * Starts the stub on 127.0.0.1. Resolves to { port, url, server, requests, close() }.
+ * `url` ends in /v1, ready to be the gateway's ZAGUAN_BASE_URL.
+ */
+export async function startStub({ port = 0, key = 'sk-stub-upstream-secret-0123456789' } = {}) {
+  const requests = [];
+  const server = http.createServer((req, res) => {
+    req.socket.setNoDelay(true);
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', () => {
+      const url = new URL(req.url ?? '/', 'http://stub');
+      if (url.pathname === '/__stub/requests' && req.method === 'GET') {
+        const id = url.searchParams.get('request_id');
+        const seen = id === null ? requests : requests.filter((r) => r.headers['x-request-id'] === id);
+        sendJson(res, 200, seen);
+        return;
+      }
+      if (url.pathname === '/__stub/reset' && req.method === 'POST') {
+        requests.length = 0;
+        sendJson(res, 200, { ok: true });
+        return;
+      }
+      if (url.pathname === '/__stub/health') {
+        sendJson(res, 200, { status: 'ok' });
+        return;
+      }
+
+      const raw = Buffer.concat(chunks).toString('utf8');
+      let json = null;
+      try {
+        json = JSON.parse(raw);
+      } catch {
+        json = null;
+      }
+      const record = {
+        method: req.method,
+        path: url.pathname,
+        query: url.search,
+        headers: req.headers,
+        body: raw,
+        json,
+        received_at: Date.now(),
+        writes: [],
+        sent_b64: '',
+        finished_at: null,
+        client_closed_at: null,
+        reset_at: null,
+      };
+      requests.push(record);
+      res.on('finish', () => {
+        record.finished_at = Date.now();
+      });
+      res.on('close', () => {
+        if (record.finished_at === null && record.reset_at === null) record.client_closed_at = Date.now();
+      });
+
+      if (url.pathname !== '/v1/chat/completions') {
+        sendJson(res, 404, JSON.parse(errorBody(`Unknown path ${url.pathname}`, 'invalid_request_error', 'not_found')));
+        return;
+      }
+      if (req.method !== 'POST') {
+        sendJson(res, 405, JSON.parse(errorBody('Use POST.', 'invalid_request_error', 'method_not_allowed')));
+        return;
+      }
+      reply(req, res, record, key).catch((error) => {
+        if (!res.headersSent) {
+          sendJson(res, 500, JSON.parse(errorBody(`stub: ${error.message}`, 'stub_error', 'stub_error')));
+        } else {
+          res.destroy();
+        }
+      });
+    });
+  });
+  server.keepAliveTimeout = 5000;
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', resolve);
+  });
+  const actual = server.address().port;
+  return {
+    port: actual,
+    url: `http://127.0.0.1:${actual}/v1`,
+    server,
+    requests,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections?.();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+function parseArgs(argv) {
+  const args = { port: 8788, key: 'sk-stub-upstream-secret-0123456789' };
+  for (let i = 0; i < argv.length; i += 1) {
+    if (argv[i] === '--port') args.port = Number(argv[(i += 1)]);
+    else if (argv[i] === '--key') args.key = argv[(i += 1)];
+    else throw new Error(`unknown argument ${argv[i]} (usage: upstream.mjs --port P --key K)`);
+  }
+  return args;
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const args = parseArgs(process.argv.slice(2));
+  const stub = await startStub(args);
+  process.stdout.write(`listening ${stub.port}\n`);
+  const stop = () => stub.close().then(() => process.exit(0));
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
