@@ -11,6 +11,43 @@ pub enum Origin {
     Gateway,
 }
 
+/// How a request ended, as the logs and metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    ClientError,
+    UpstreamError,
+    Timeout,
+    /// The client left before the response was complete.
+    ClientGone,
+    GatewayError,
+}
+
+impl Outcome {
+    /// The outcome a final status implies when nothing more specific is known.
+    #[must_use]
+    pub fn from_status(status: u16) -> Self {
+        match status {
+            0..=399 => Self::Ok,
+            504 => Self::Timeout,
+            400..=499 => Self::ClientError,
+            _ => Self::UpstreamError,
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::ClientError => "client_error",
+            Self::UpstreamError => "upstream_error",
+            Self::Timeout => "timeout",
+            Self::ClientGone => "client_gone",
+            Self::GatewayError => "gateway_error",
+        }
+    }
+}
+
 /// A failure the gateway answers itself. Upstream errors that are already in OpenAI's format
 /// are passed through instead, and never become one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +65,11 @@ pub enum GatewayError {
     /// No route has this path.
     UnknownPath { method: String, path: String },
     /// The path exists but not for this method.
-    MethodNotAllowed { method: String, path: String, allow: &'static str },
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: &'static str,
+    },
     /// The upstream could not be reached or broke off before answering.
     UpstreamUnreachable { reason: String },
     /// The upstream answered with an error that is not in OpenAI's format.
@@ -72,9 +113,9 @@ impl GatewayError {
     #[must_use]
     pub fn status(&self) -> u16 {
         match self {
-            Self::InvalidJson { .. } | Self::InvalidParameter { .. } | Self::DuplicateKey { .. } => {
-                400
-            }
+            Self::InvalidJson { .. }
+            | Self::InvalidParameter { .. }
+            | Self::DuplicateKey { .. } => 400,
             Self::BodyTooLarge { .. } => 413,
             Self::ModelNotFound { .. } | Self::UnknownPath { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
@@ -83,6 +124,17 @@ impl GatewayError {
             | Self::UpstreamInvalid { .. } => 502,
             Self::UpstreamTimeout { .. } => 504,
             Self::Misconfigured { .. } | Self::CorruptPersona { .. } | Self::Internal { .. } => 500,
+        }
+    }
+
+    /// How a request that failed this way ended.
+    #[must_use]
+    pub fn outcome(&self) -> Outcome {
+        match (self, self.origin()) {
+            (Self::UpstreamTimeout { .. }, _) => Outcome::Timeout,
+            (_, Origin::Client) => Outcome::ClientError,
+            (_, Origin::Upstream) => Outcome::UpstreamError,
+            (_, Origin::Gateway) => Outcome::GatewayError,
         }
     }
 
@@ -137,7 +189,10 @@ impl GatewayError {
             }
             Self::InvalidParameter { message, .. } => message.clone(),
             Self::DuplicateKey { param } => {
-                format!("The key `{}` appears more than once in the request body.", echo(param))
+                format!(
+                    "The key `{}` appears more than once in the request body.",
+                    echo(param)
+                )
             }
             Self::BodyTooLarge { limit } => {
                 format!("The request body is larger than the limit of {limit} bytes.")
@@ -149,7 +204,11 @@ impl GatewayError {
             Self::UnknownPath { method, path } => {
                 format!("Invalid URL ({} {}).", echo(method), echo(path))
             }
-            Self::MethodNotAllowed { method, path, allow } => format!(
+            Self::MethodNotAllowed {
+                method,
+                path,
+                allow,
+            } => format!(
                 "Method {} is not allowed on {}; use {allow}.",
                 echo(method),
                 echo(path)
@@ -218,30 +277,112 @@ mod tests {
         use GatewayError as E;
         let text = |s: &str| s.to_owned();
         vec![
-            (E::InvalidJson { detail: text("EOF") }, 400, "invalid_request_error", None),
             (
-                E::InvalidParameter { param: text("messages"), message: text("m") },
+                E::InvalidJson {
+                    detail: text("EOF"),
+                },
+                400,
+                "invalid_request_error",
+                None,
+            ),
+            (
+                E::InvalidParameter {
+                    param: text("messages"),
+                    message: text("m"),
+                },
                 400,
                 "invalid_request_error",
                 Some("messages"),
             ),
-            (E::DuplicateKey { param: text("model") }, 400, "invalid_request_error", Some("model")),
-            (E::BodyTooLarge { limit: 10 }, 413, "invalid_request_error", None),
-            (E::ModelNotFound { model: text("x") }, 404, "invalid_request_error", Some("model")),
-            (E::UnknownPath { method: text("GET"), path: text("/x") }, 404, "invalid_request_error", None),
             (
-                E::MethodNotAllowed { method: text("GET"), path: text("/v1/chat/completions"), allow: "POST" },
+                E::DuplicateKey {
+                    param: text("model"),
+                },
+                400,
+                "invalid_request_error",
+                Some("model"),
+            ),
+            (
+                E::BodyTooLarge { limit: 10 },
+                413,
+                "invalid_request_error",
+                None,
+            ),
+            (
+                E::ModelNotFound { model: text("x") },
+                404,
+                "invalid_request_error",
+                Some("model"),
+            ),
+            (
+                E::UnknownPath {
+                    method: text("GET"),
+                    path: text("/x"),
+                },
+                404,
+                "invalid_request_error",
+                None,
+            ),
+            (
+                E::MethodNotAllowed {
+                    method: text("GET"),
+                    path: text("/v1/chat/completions"),
+                    allow: "POST",
+                },
                 405,
                 "invalid_request_error",
                 None,
             ),
-            (E::UpstreamUnreachable { reason: text("reset") }, 502, "upstream_error", None),
-            (E::UpstreamStatus { status: 503 }, 502, "upstream_error", None),
-            (E::UpstreamInvalid { reason: text("not JSON") }, 502, "upstream_error", None),
-            (E::UpstreamTimeout { seconds: 30 }, 504, "upstream_error", None),
-            (E::Misconfigured { what: text("no key") }, 500, "server_error", None),
-            (E::CorruptPersona { slug: text("a") }, 500, "server_error", None),
-            (E::Internal { reason: text("secret detail") }, 500, "server_error", None),
+            (
+                E::UpstreamUnreachable {
+                    reason: text("reset"),
+                },
+                502,
+                "upstream_error",
+                None,
+            ),
+            (
+                E::UpstreamStatus { status: 503 },
+                502,
+                "upstream_error",
+                None,
+            ),
+            (
+                E::UpstreamInvalid {
+                    reason: text("not JSON"),
+                },
+                502,
+                "upstream_error",
+                None,
+            ),
+            (
+                E::UpstreamTimeout { seconds: 30 },
+                504,
+                "upstream_error",
+                None,
+            ),
+            (
+                E::Misconfigured {
+                    what: text("no key"),
+                },
+                500,
+                "server_error",
+                None,
+            ),
+            (
+                E::CorruptPersona { slug: text("a") },
+                500,
+                "server_error",
+                None,
+            ),
+            (
+                E::Internal {
+                    reason: text("secret detail"),
+                },
+                500,
+                "server_error",
+                None,
+            ),
         ]
     }
 
@@ -255,15 +396,38 @@ mod tests {
             assert_eq!(object["type"], kind, "{error:?}");
             assert_eq!(object["param"].as_str(), param, "{error:?}");
             assert_eq!(object["code"], error.code(), "{error:?}");
-            assert!(object["message"].as_str().is_some_and(|m| !m.is_empty()), "{error:?}");
+            assert!(
+                object["message"].as_str().is_some_and(|m| !m.is_empty()),
+                "{error:?}"
+            );
             assert_eq!(body.as_object().map(serde_json::Map::len), Some(1));
             assert_eq!(object.as_object().map(serde_json::Map::len), Some(4));
         }
     }
 
     #[test]
+    fn outcomes_follow_the_origin() {
+        for (error, status, _, _) in every_variant() {
+            let expected = match (status, error.origin()) {
+                (504, _) => Outcome::Timeout,
+                (_, Origin::Client) => Outcome::ClientError,
+                (_, Origin::Upstream) => Outcome::UpstreamError,
+                (_, Origin::Gateway) => Outcome::GatewayError,
+            };
+            assert_eq!(error.outcome(), expected, "{error:?}");
+        }
+        assert_eq!(Outcome::from_status(200), Outcome::Ok);
+        assert_eq!(Outcome::from_status(404), Outcome::ClientError);
+        assert_eq!(Outcome::from_status(429), Outcome::ClientError);
+        assert_eq!(Outcome::from_status(502), Outcome::UpstreamError);
+        assert_eq!(Outcome::from_status(504).as_str(), "timeout");
+    }
+
+    #[test]
     fn internal_detail_stays_out_of_the_body() {
-        let error = GatewayError::Internal { reason: "secret detail".into() };
+        let error = GatewayError::Internal {
+            reason: "secret detail".into(),
+        };
         assert!(!error.to_body().contains("secret detail"));
     }
 
@@ -277,8 +441,12 @@ mod tests {
 
     #[test]
     fn quotes_in_client_text_stay_valid_json() {
-        let error = GatewayError::ModelNotFound { model: "a\"}\n".into() };
+        let error = GatewayError::ModelNotFound {
+            model: "a\"}\n".into(),
+        };
         let body: serde_json::Value = serde_json::from_str(&error.to_body()).unwrap_or_default();
-        assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("a\"}\n")));
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("a\"}\n")));
     }
 }

@@ -19,6 +19,10 @@ pub enum Shape {
 pub struct Scanner {
     /// Byte ranges of each top-level `model` string literal, quotes included.
     pub model_spans: Vec<Range<usize>>,
+    /// The value of the last top-level `usage` member.
+    pub usage: Option<Range<usize>>,
+    /// The value of the last top-level `choices` member.
+    pub choices: Option<Range<usize>>,
     stack: Vec<u8>,
 }
 
@@ -28,11 +32,13 @@ impl Scanner {
     /// whatever the key's escapes; a `model` that is null, a number or nested stays out.
     pub fn scan(&mut self, text: &[u8]) -> Shape {
         self.model_spans.clear();
+        self.usage = None;
+        self.choices = None;
         self.stack.clear();
         let mut cursor = Cursor { text, pos: 0 };
         cursor.skip_whitespace();
         let shape = if cursor.peek() == Some(b'{') {
-            cursor.top_level_object(&mut self.model_spans, &mut self.stack).map(|()| Shape::Object)
+            cursor.top_level_object(self).map(|()| Shape::Object)
         } else {
             cursor.value(&mut self.stack).map(|()| Shape::OtherValue)
         };
@@ -41,6 +47,8 @@ impl Scanner {
             Some(shape) if cursor.pos == text.len() => shape,
             _ => {
                 self.model_spans.clear();
+                self.usage = None;
+                self.choices = None;
                 Shape::Invalid
             }
         }
@@ -75,8 +83,9 @@ impl Cursor<'_> {
     }
 
     /// `object = begin-object [ member *( value-separator member ) ] end-object`, at depth one,
-    /// noting the string values of members named `model`.
-    fn top_level_object(&mut self, spans: &mut Vec<Range<usize>>, stack: &mut Vec<u8>) -> Option<()> {
+    /// noting the string values of members named `model` and the values of `usage` and
+    /// `choices`.
+    fn top_level_object(&mut self, found: &mut Scanner) -> Option<()> {
         self.expect(b'{')?;
         self.skip_whitespace();
         if self.peek() == Some(b'}') {
@@ -89,11 +98,15 @@ impl Cursor<'_> {
             self.expect(b':')?;
             self.skip_whitespace();
             let start = self.pos;
-            if self.peek() == Some(b'"') && is_model_key(&self.text[key.start + 1..key.end - 1]) {
-                self.string()?;
-                spans.push(start..self.pos);
-            } else {
-                self.value(stack)?;
+            let name = &self.text[key.start + 1..key.end - 1];
+            let is_string = self.peek() == Some(b'"');
+            self.value(&mut found.stack)?;
+            if is_string && key_is(name, b"model") {
+                found.model_spans.push(start..self.pos);
+            } else if key_is(name, b"usage") {
+                found.usage = Some(start..self.pos);
+            } else if key_is(name, b"choices") {
+                found.choices = Some(start..self.pos);
             }
             self.skip_whitespace();
             match self.next()? {
@@ -231,15 +244,16 @@ impl Cursor<'_> {
     }
 }
 
-/// Whether a key's raw text (between the quotes) means `model`, escapes decoded.
-fn is_model_key(raw: &[u8]) -> bool {
-    if raw == b"model" {
+/// Whether a key's raw text (between the quotes) means `name` (ASCII, at most 8 bytes), escapes
+/// decoded.
+fn key_is(raw: &[u8], name: &[u8]) -> bool {
+    if raw == name {
         return true;
     }
-    if !raw.contains(&b'\\') || raw.len() > 5 * 6 {
+    if !raw.contains(&b'\\') || raw.len() > name.len() * 6 {
         return false;
     }
-    let mut decoded = [0u8; 5];
+    let mut decoded = [0u8; 8];
     let mut len = 0;
     let mut rest = raw;
     while let Some((&first, tail)) = rest.split_first() {
@@ -265,7 +279,7 @@ fn is_model_key(raw: &[u8]) -> bool {
         len += 1;
         rest = tail;
     }
-    &decoded[..len] == b"model"
+    &decoded[..len] == name
 }
 
 #[cfg(test)]
@@ -275,7 +289,11 @@ mod tests {
     fn spans(text: &str) -> (Shape, Vec<String>) {
         let mut scanner = Scanner::default();
         let shape = scanner.scan(text.as_bytes());
-        let found = scanner.model_spans.iter().map(|span| text[span.clone()].to_owned()).collect();
+        let found = scanner
+            .model_spans
+            .iter()
+            .map(|span| text[span.clone()].to_owned())
+            .collect();
         (shape, found)
     }
 
@@ -287,10 +305,16 @@ mod tests {
             (r#"{"choices":[{"model":"x"}],"model":""}"#, vec![r#""""#]),
             (r#"{"m\u006fdel":"esc","mo\/del":"no"}"#, vec![r#""esc""#]),
             (r#"{"model":"a","model":"b"}"#, vec![r#""a""#, r#""b""#]),
-            (r#"{"usage":{"model":"nested"},"x":"\"model\":\"t\""}"#, vec![]),
+            (
+                r#"{"usage":{"model":"nested"},"x":"\"model\":\"t\""}"#,
+                vec![],
+            ),
             (r#"{"model":null}"#, vec![]),
             (r#"{"model":{"model":"deep"}}"#, vec![]),
-            (r#"{"\u006D\u006F\u0064\u0065\u006C":"upper-hex"}"#, vec![r#""upper-hex""#]),
+            (
+                r#"{"\u006D\u006F\u0064\u0065\u006C":"upper-hex"}"#,
+                vec![r#""upper-hex""#],
+            ),
         ];
         for (text, expected) in cases {
             let (shape, found) = spans(text);
@@ -317,13 +341,16 @@ mod tests {
             (r#"{"a":tru}"#, Shape::Invalid),
             (r#"{"a":[1,2]]}"#, Shape::Invalid),
             (r#"{"a":{"b":1]}"#, Shape::Invalid),
-            (r#"{} {}"#, Shape::Invalid),
+            ("{} {}", Shape::Invalid),
             ("\"just a string\"", Shape::OtherValue),
             ("42", Shape::OtherValue),
             ("-0.5e+10", Shape::OtherValue),
             ("[1, {\"model\": \"x\"}, []]", Shape::OtherValue),
             ("null", Shape::OtherValue),
-            (r#"{"a":[{},[],{"b":[true,false,null]}],"c":-1.25E-3}"#, Shape::Object),
+            (
+                r#"{"a":[{},[],{"b":[true,false,null]}],"c":-1.25E-3}"#,
+                Shape::Object,
+            ),
             ("{\"a\":\"\u{e4}\u{1F600}\"}", Shape::Object),
         ];
         for (text, expected) in cases {
@@ -357,7 +384,7 @@ mod tests {
             r#"{"a":[,]}"#,
             r#"{"":0}"#,
             r#"{"a":0.0e-0}"#,
-            r#"{ }"#,
+            "{ }",
             r#"{"a":"b",}"#,
         ];
         for text in samples {

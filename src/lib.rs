@@ -9,9 +9,11 @@ pub mod models;
 pub mod persona;
 pub mod request;
 pub mod request_id;
+pub mod retry;
 pub mod route;
 pub mod sse;
 pub mod upstream;
+pub mod usage;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

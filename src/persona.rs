@@ -69,7 +69,10 @@ impl std::fmt::Display for Invalid {
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Invalid {
-    Invalid { field: field.into(), reason: reason.into() }
+    Invalid {
+        field: field.into(),
+        reason: reason.into(),
+    }
 }
 
 const MAX_SLUG: usize = 64;
@@ -83,7 +86,9 @@ pub fn is_slug(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= MAX_SLUG
         && !text.starts_with('-')
-        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// An upstream model is `provider/model`, possibly with more slashes, no empty segment and
@@ -103,7 +108,10 @@ impl Persona {
     /// An [`Invalid`] naming the field and the rule it breaks.
     pub fn validate(&self) -> Result<(), Invalid> {
         if !is_slug(&self.id) {
-            return Err(invalid("id", "must be 1 to 64 of a-z, 0-9 and '-', not starting with '-'"));
+            return Err(invalid(
+                "id",
+                "must be 1 to 64 of a-z, 0-9 and '-', not starting with '-'",
+            ));
         }
         check_text("name", &self.name, MAX_NAME)?;
         check_text("description", &self.description, MAX_DESCRIPTION)?;
@@ -119,7 +127,8 @@ impl Persona {
         check_text("owned_by", &self.owned_by, MAX_NAME)?;
         check_text("system_prompt", &self.system_prompt, MAX_PROMPT)?;
         for (key, value) in &self.defaults {
-            check_default(key, value).map_err(|reason| invalid(format!("defaults.{key}"), reason))?;
+            check_default(key, value)
+                .map_err(|reason| invalid(format!("defaults.{key}"), reason))?;
         }
         Ok(())
     }
@@ -150,7 +159,10 @@ fn check_default(key: &str, value: &Value) -> Result<(), String> {
         "top_p" => in_range(0.0, 1.0),
         "presence_penalty" | "frequency_penalty" => in_range(-2.0, 2.0),
         "max_tokens" | "max_completion_tokens" => positive_integer(),
-        "seed" => value.as_i64().map(|_| ()).ok_or_else(|| "must be an integer".to_owned()),
+        "seed" => value
+            .as_i64()
+            .map(|_| ())
+            .ok_or_else(|| "must be an integer".to_owned()),
         "stop" => match value {
             Value::String(_) => Ok(()),
             Value::Array(items) if items.len() <= 4 && items.iter().all(Value::is_string) => Ok(()),
@@ -192,30 +204,52 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Persona)>)> = vec![
+        type Break = Box<dyn Fn(&mut Persona)>;
+        let cases: Vec<(&str, Break)> = vec![
             ("id", Box::new(|p| p.id = "Socrates".into())),
             ("id", Box::new(|p| p.id = "-x".into())),
             ("id", Box::new(|p| p.id = "a".repeat(65))),
             ("name", Box::new(|p| p.name = "  ".into())),
             ("description", Box::new(|p| p.description = "d".repeat(301))),
-            ("upstream_model", Box::new(|p| p.upstream_model = "gpt-4o".into())),
-            ("upstream_model", Box::new(|p| p.upstream_model = "a//b".into())),
-            ("upstream_model", Box::new(|p| p.upstream_model = "a/b c".into())),
+            (
+                "upstream_model",
+                Box::new(|p| p.upstream_model = "gpt-4o".into()),
+            ),
+            (
+                "upstream_model",
+                Box::new(|p| p.upstream_model = "a//b".into()),
+            ),
+            (
+                "upstream_model",
+                Box::new(|p| p.upstream_model = "a/b c".into()),
+            ),
             ("created", Box::new(|p| p.created = -1)),
             ("owned_by", Box::new(|p| p.owned_by = String::new())),
             ("system_prompt", Box::new(|p| p.system_prompt = "\n".into())),
-            ("defaults.temperature", Box::new(|p| {
-                p.defaults.insert("temperature".into(), json!(3));
-            })),
-            ("defaults.max_tokens", Box::new(|p| {
-                p.defaults.insert("max_tokens".into(), json!(0));
-            })),
-            ("defaults.stop", Box::new(|p| {
-                p.defaults.insert("stop".into(), json!([1]));
-            })),
-            ("defaults.model", Box::new(|p| {
-                p.defaults.insert("model".into(), json!("x/y"));
-            })),
+            (
+                "defaults.temperature",
+                Box::new(|p| {
+                    p.defaults.insert("temperature".into(), json!(3));
+                }),
+            ),
+            (
+                "defaults.max_tokens",
+                Box::new(|p| {
+                    p.defaults.insert("max_tokens".into(), json!(0));
+                }),
+            ),
+            (
+                "defaults.stop",
+                Box::new(|p| {
+                    p.defaults.insert("stop".into(), json!([1]));
+                }),
+            ),
+            (
+                "defaults.model",
+                Box::new(|p| {
+                    p.defaults.insert("model".into(), json!("x/y"));
+                }),
+            ),
         ];
         for (field, break_it) in cases {
             let mut persona = socrates();

@@ -12,7 +12,14 @@ use crate::error::GatewayError;
 use crate::persona::{self, Persona};
 
 /// The roles OpenAI's chat-completions API accepts in `messages`.
-const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
+const ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
 
 /// A parsed request: its fields in order, as the client wrote them.
 #[derive(Debug)]
@@ -32,7 +39,10 @@ impl<'a> ChatRequest<'a> {
     /// A 400 [`GatewayError`] naming the field at fault.
     pub fn parse(body: &'a [u8]) -> Result<Self, GatewayError> {
         let text = std::str::from_utf8(body).map_err(|error| GatewayError::InvalidJson {
-            detail: format!("the body is not UTF-8 (invalid byte at {})", error.valid_up_to()),
+            detail: format!(
+                "the body is not UTF-8 (invalid byte at {})",
+                error.valid_up_to()
+            ),
         })?;
         let Fields(fields) = serde_json::from_str(text).map_err(|error| {
             let message = error.to_string();
@@ -46,7 +56,11 @@ impl<'a> ChatRequest<'a> {
                 None => invalid_json(&message),
             }
         })?;
-        let request = Self { model: read_model(&fields)?, stream: read_stream(&fields)?, fields };
+        let request = Self {
+            model: read_model(&fields)?,
+            stream: read_stream(&fields)?,
+            fields,
+        };
         request.check_messages()?;
         Ok(request)
     }
@@ -57,12 +71,18 @@ impl<'a> ChatRequest<'a> {
 
     fn check_messages(&self) -> Result<(), GatewayError> {
         let Some(raw) = self.field("messages").filter(|raw| raw.get() != "null") else {
-            return Err(parameter("messages", "you must provide a `messages` parameter"));
+            return Err(parameter(
+                "messages",
+                "you must provide a `messages` parameter",
+            ));
         };
         let messages: Vec<&RawValue> = serde_json::from_str(raw.get())
             .map_err(|_| parameter("messages", "`messages` must be an array of message objects"))?;
         if messages.is_empty() {
-            return Err(parameter("messages", "`messages` must contain at least one message"));
+            return Err(parameter(
+                "messages",
+                "`messages` must contain at least one message",
+            ));
         }
         for (index, message) in messages.iter().enumerate() {
             check_message(index, message)?;
@@ -70,11 +90,31 @@ impl<'a> ChatRequest<'a> {
         Ok(())
     }
 
+    /// Whether the client asked for the usage chunk of a stream itself.
+    #[must_use]
+    pub fn wants_usage(&self) -> bool {
+        #[derive(Deserialize)]
+        struct StreamOptions {
+            include_usage: Option<bool>,
+        }
+        let options = self
+            .field("stream_options")
+            .map(|raw| serde_json::from_str(raw.get()));
+        matches!(
+            options,
+            Some(Ok(StreamOptions {
+                include_usage: Some(true)
+            }))
+        )
+    }
+
     /// The body for the upstream: the same fields in the same order, `model` set to the
     /// persona's upstream model, the persona's system message placed first in `messages`, and
-    /// its defaults added for parameters the client left out or set to `null`.
+    /// its defaults added for parameters the client left out or set to `null`. With
+    /// `ask_usage`, a stream's `stream_options.include_usage` is set to true.
     #[must_use]
-    pub fn to_upstream_body(&self, persona: &Persona) -> String {
+    pub fn to_upstream_body(&self, persona: &Persona, ask_usage: bool) -> String {
+        let ask_usage = ask_usage && self.stream && !self.wants_usage();
         let mut body = String::with_capacity(self.size_hint() + persona.system_prompt.len() + 64);
         let mut separator = "{";
         for (name, raw) in &self.fields {
@@ -85,6 +125,7 @@ impl<'a> ChatRequest<'a> {
             match (name.as_str(), persona.defaults.get(name)) {
                 ("model", _) => push_json_string(&mut body, &persona.upstream_model),
                 ("messages", _) => push_messages(&mut body, raw.get(), &persona.system_prompt),
+                ("stream_options", _) if ask_usage => push_with_usage(&mut body, raw.get()),
                 (_, Some(default)) if raw.get() == "null" => body.push_str(&default.to_string()),
                 _ => body.push_str(raw.get()),
             }
@@ -95,6 +136,9 @@ impl<'a> ChatRequest<'a> {
                 push_json_string(&mut body, name);
                 let _ = write!(body, ":{value}");
             }
+        }
+        if ask_usage && self.field("stream_options").is_none() {
+            body.push_str(r#","stream_options":{"include_usage":true}"#);
         }
         body.push('}');
         body
@@ -112,14 +156,20 @@ impl<'a> ChatRequest<'a> {
     }
 
     fn size_hint(&self) -> usize {
-        self.fields.iter().map(|(name, raw)| name.len() + raw.get().len() + 4).sum()
+        self.fields
+            .iter()
+            .map(|(name, raw)| name.len() + raw.get().len() + 4)
+            .sum()
     }
 }
 
 /// The persona slug a `model` names: `<prefix><slug>` or a bare `<slug>`.
 #[must_use]
 pub fn persona_slug<'m>(model: &'m str, prefix: &str) -> Option<&'m str> {
-    let slug = model.strip_prefix(prefix).filter(|_| !prefix.is_empty()).unwrap_or(model);
+    let slug = model
+        .strip_prefix(prefix)
+        .filter(|_| !prefix.is_empty())
+        .unwrap_or(model);
     persona::is_slug(slug).then_some(slug)
 }
 
@@ -157,7 +207,10 @@ impl<'de: 'a, 'a> Visitor<'de> for FieldsVisitor<'a> {
 }
 
 fn find<'a>(fields: &[(String, &'a RawValue)], name: &str) -> Option<&'a RawValue> {
-    fields.iter().find(|(key, _)| key == name).map(|(_, raw)| *raw)
+    fields
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, raw)| *raw)
 }
 
 fn read_model(fields: &[(String, &RawValue)]) -> Result<String, GatewayError> {
@@ -187,15 +240,22 @@ fn check_message(index: usize, message: &RawValue) -> Result<(), GatewayError> {
         role: Option<std::borrow::Cow<'a, str>>,
     }
     let param = format!("messages[{index}]");
-    let message: Message = serde_json::from_str(message.get())
-        .map_err(|_| parameter(&param, &format!("`{param}` must be an object with a string `role`")))?;
+    let message: Message = serde_json::from_str(message.get()).map_err(|_| {
+        parameter(
+            &param,
+            &format!("`{param}` must be an object with a string `role`"),
+        )
+    })?;
     match message.role.as_deref() {
         Some(role) if ROLES.contains(&role) => Ok(()),
         Some(_) => Err(parameter(
             &format!("{param}.role"),
             &format!("`{param}.role` must be one of {}", ROLES.join(", ")),
         )),
-        None => Err(parameter(&format!("{param}.role"), &format!("`{param}` has no `role`"))),
+        None => Err(parameter(
+            &format!("{param}.role"),
+            &format!("`{param}` has no `role`"),
+        )),
     }
 }
 
@@ -208,16 +268,30 @@ fn push_messages(body: &mut String, raw: &str, system_prompt: &str) {
     body.push_str(raw.trim_start().strip_prefix('[').unwrap_or(raw));
 }
 
+/// The client's `stream_options` with `include_usage` set; anything that is not an object is
+/// replaced, as the upstream would reject it anyway.
+fn push_with_usage(body: &mut String, raw: &str) {
+    let mut options: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(raw).unwrap_or_default();
+    options.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
+    body.push_str(&serde_json::Value::Object(options).to_string());
+}
+
 fn push_json_string(body: &mut String, text: &str) {
     body.push_str(&serde_json::Value::from(text).to_string());
 }
 
 fn parameter(param: &str, message: &str) -> GatewayError {
-    GatewayError::InvalidParameter { param: param.to_owned(), message: message.to_owned() }
+    GatewayError::InvalidParameter {
+        param: param.to_owned(),
+        message: message.to_owned(),
+    }
 }
 
 fn invalid_json(detail: &str) -> GatewayError {
-    GatewayError::InvalidJson { detail: detail.to_owned() }
+    GatewayError::InvalidJson {
+        detail: detail.to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -11,22 +11,29 @@ fn persona() -> Persona {
         upstream_model: "novita/meta-llama/llama-3.3-70b-instruct".into(),
         created: 0,
         owned_by: "zaguanai".into(),
-        defaults: json!({"temperature": 0.8, "max_tokens": 512}).as_object().cloned().unwrap_or_default(),
+        defaults: json!({"temperature": 0.8, "max_tokens": 512})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
         system_prompt: "You are \"Socrates\".\nAsk.".into(),
     }
 }
 
 fn shape(body: &str) -> Result<String, GatewayError> {
-    ChatRequest::parse(body.as_bytes()).map(|request| request.to_upstream_body(&persona()))
+    ChatRequest::parse(body.as_bytes()).map(|request| request.to_upstream_body(&persona(), false))
 }
 
-fn param_of(body: &[u8]) -> Option<String> {
+/// The parameter a bad request is refused for, `(json)` for a body that is not a JSON object.
+fn param_of(body: &[u8]) -> String {
     match ChatRequest::parse(body) {
-        Err(GatewayError::InvalidParameter { param, .. } | GatewayError::DuplicateKey { param }) => {
-            Some(param)
-        }
-        Err(GatewayError::InvalidJson { .. }) => Some("(json)".into()),
-        other => panic!("expected a 400 for {}: {other:?}", String::from_utf8_lossy(body)),
+        Err(
+            GatewayError::InvalidParameter { param, .. } | GatewayError::DuplicateKey { param },
+        ) => param,
+        Err(GatewayError::InvalidJson { .. }) => "(json)".into(),
+        other => panic!(
+            "expected a 400 for {}: {other:?}",
+            String::from_utf8_lossy(body)
+        ),
     }
 }
 
@@ -40,8 +47,10 @@ fn the_upstream_body_carries_every_field_and_only_swaps_model() {
 
 #[test]
 fn defaults_fill_what_is_missing_or_null_and_never_override() {
-    let shaped = shape(r#"{"model":"socrates","messages":[{"role":"user","content":"x"}],"temperature":null}"#)
-        .unwrap_or_default();
+    let shaped = shape(
+        r#"{"model":"socrates","messages":[{"role":"user","content":"x"}],"temperature":null}"#,
+    )
+    .unwrap_or_default();
     let value: Value = serde_json::from_str(&shaped).unwrap_or_default();
     assert_eq!(value["temperature"], json!(0.8));
     assert_eq!(value["max_tokens"], json!(512));
@@ -49,7 +58,11 @@ fn defaults_fill_what_is_missing_or_null_and_never_override() {
         .unwrap_or_default();
     let value: Value = serde_json::from_str(&shaped).unwrap_or_default();
     assert_eq!(value["temperature"], json!(0));
-    assert_eq!(value.get("max_tokens"), None, "max_completion_tokens already sets the limit");
+    assert_eq!(
+        value.get("max_tokens"),
+        None,
+        "max_completion_tokens already sets the limit"
+    );
 }
 
 #[test]
@@ -64,9 +77,14 @@ fn whitespace_around_messages_keeps_the_array_whole() {
 
 #[test]
 fn model_and_stream_are_read() {
-    let request = ChatRequest::parse(br#"{"model":"zaguanai/x","messages":[{"role":"user","content":""}],"stream":true}"#);
+    let request = ChatRequest::parse(
+        br#"{"model":"zaguanai/x","messages":[{"role":"user","content":""}],"stream":true}"#,
+    );
     let request = request.ok();
-    assert_eq!(request.as_ref().map(|r| r.model.as_str()), Some("zaguanai/x"));
+    assert_eq!(
+        request.as_ref().map(|r| r.model.as_str()),
+        Some("zaguanai/x")
+    );
     assert_eq!(request.map(|r| r.stream), Some(true));
 }
 
@@ -87,19 +105,40 @@ fn each_bad_request_names_its_parameter() {
         (r#"{"model":"a","messages":null}"#.into(), "messages"),
         (r#"{"model":"a","messages":[]}"#.into(), "messages"),
         (r#"{"model":"a","messages":"hi"}"#.into(), "messages"),
-        (r#"{"model":"a","messages":{"role":"user"}}"#.into(), "messages"),
+        (
+            r#"{"model":"a","messages":{"role":"user"}}"#.into(),
+            "messages",
+        ),
         (r#"{"model":"a","messages":[1]}"#.into(), "messages[0]"),
-        (r#"{"model":"a","messages":[{"role":"user"},{"content":"x"}]}"#.into(), "messages[1].role"),
-        (r#"{"model":"a","messages":[{"role":"wizard"}]}"#.into(), "messages[0].role"),
-        (r#"{"model":"a","messages":[{"role":7}]}"#.into(), "messages[0]"),
-        (format!(r#"{{"model":"a","messages":{user},"stream":"yes"}}"#), "stream"),
-        (format!(r#"{{"model":"a","messages":{user},"model":"b"}}"#), "model"),
-        (format!(r#"{{"model":"a","messages":{user},"n":1,"n":2}}"#), "n"),
+        (
+            r#"{"model":"a","messages":[{"role":"user"},{"content":"x"}]}"#.into(),
+            "messages[1].role",
+        ),
+        (
+            r#"{"model":"a","messages":[{"role":"wizard"}]}"#.into(),
+            "messages[0].role",
+        ),
+        (
+            r#"{"model":"a","messages":[{"role":7}]}"#.into(),
+            "messages[0]",
+        ),
+        (
+            format!(r#"{{"model":"a","messages":{user},"stream":"yes"}}"#),
+            "stream",
+        ),
+        (
+            format!(r#"{{"model":"a","messages":{user},"model":"b"}}"#),
+            "model",
+        ),
+        (
+            format!(r#"{{"model":"a","messages":{user},"n":1,"n":2}}"#),
+            "n",
+        ),
     ];
     for (body, param) in cases {
-        assert_eq!(param_of(body.as_bytes()).as_deref(), Some(param), "{body}");
+        assert_eq!(param_of(body.as_bytes()), param, "{body}");
     }
-    assert_eq!(param_of(b"{\"model\":\"\xff\"}").as_deref(), Some("(json)"));
+    assert_eq!(param_of(b"{\"model\":\"\xff\"}"), "(json)");
 }
 
 #[test]
@@ -128,4 +167,53 @@ fn a_persona_is_named_with_or_without_the_prefix() {
     }
     assert_eq!(persona_slug("p-socrates", "p-"), Some("socrates"));
     assert_eq!(persona_slug("socrates", ""), Some("socrates"));
+}
+
+#[test]
+fn usage_is_asked_for_only_on_streams_whose_client_did_not() {
+    let upstream = |body: &str| {
+        let request = ChatRequest::parse(body.as_bytes());
+        let shaped = request.map(|r| (r.wants_usage(), r.to_upstream_body(&persona(), true)));
+        let (wanted, shaped) = shaped.unwrap_or_default();
+        let value: Value = serde_json::from_str(&shaped).unwrap_or_default();
+        (wanted, value.get("stream_options").cloned())
+    };
+    let user = r#""messages":[{"role":"user","content":"x"}]"#;
+    let cases = [
+        (
+            format!(r#"{{"model":"a",{user},"stream":true}}"#),
+            false,
+            Some(json!({"include_usage": true})),
+        ),
+        (
+            format!(
+                r#"{{"model":"a",{user},"stream":true,"stream_options":{{"include_usage":true}}}}"#
+            ),
+            true,
+            Some(json!({"include_usage": true})),
+        ),
+        (
+            format!(
+                r#"{{"model":"a",{user},"stream":true,"stream_options":{{"include_obfuscation":false}}}}"#
+            ),
+            false,
+            Some(json!({"include_obfuscation": false, "include_usage": true})),
+        ),
+        (
+            format!(
+                r#"{{"model":"a",{user},"stream":true,"stream_options":{{"include_usage":false}}}}"#
+            ),
+            false,
+            Some(json!({"include_usage": true})),
+        ),
+        (format!(r#"{{"model":"a",{user}}}"#), false, None),
+        (
+            format!(r#"{{"model":"a",{user},"stream_options":{{"x":1}}}}"#),
+            false,
+            Some(json!({"x": 1})),
+        ),
+    ];
+    for (body, wanted, options) in cases {
+        assert_eq!(upstream(&body), (wanted, options), "{body}");
+    }
 }

@@ -42,7 +42,10 @@ pub fn route(method: &str, path: &str) -> Result<Route, GatewayError> {
 }
 
 fn unknown(method: &str, path: &str) -> GatewayError {
-    GatewayError::UnknownPath { method: method.to_owned(), path: path.to_owned() }
+    GatewayError::UnknownPath {
+        method: method.to_owned(),
+        path: path.to_owned(),
+    }
 }
 
 /// Decodes `%XX` escapes; a malformed escape stays as it is, and bytes that do not form UTF-8
@@ -58,15 +61,12 @@ pub fn percent_decode(text: &str) -> String {
             .flatten()
             .and_then(|hex| std::str::from_utf8(hex).ok())
             .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(byte) => {
-                decoded.push(byte);
-                index += 3;
-            }
-            None => {
-                decoded.push(bytes[index]);
-                index += 1;
-            }
+        if let Some(byte) = escaped {
+            decoded.push(byte);
+            index += 3;
+        } else {
+            decoded.push(bytes[index]);
+            index += 1;
         }
     }
     String::from_utf8_lossy(&decoded).into_owned()
@@ -82,9 +82,21 @@ mod tests {
             ("GET", "/health", Ok(Route::Health)),
             ("HEAD", "/health", Ok(Route::Health)),
             ("GET", "/v1/models", Ok(Route::ListModels)),
-            ("GET", "/v1/models/zaguanai/socrates", Ok(Route::RetrieveModel("zaguanai/socrates".into()))),
-            ("GET", "/v1/models/zaguanai%2Fsocrates", Ok(Route::RetrieveModel("zaguanai/socrates".into()))),
-            ("GET", "/v1/models/zaguanai%2fsocrates", Ok(Route::RetrieveModel("zaguanai/socrates".into()))),
+            (
+                "GET",
+                "/v1/models/zaguanai/socrates",
+                Ok(Route::RetrieveModel("zaguanai/socrates".into())),
+            ),
+            (
+                "GET",
+                "/v1/models/zaguanai%2Fsocrates",
+                Ok(Route::RetrieveModel("zaguanai/socrates".into())),
+            ),
+            (
+                "GET",
+                "/v1/models/zaguanai%2fsocrates",
+                Ok(Route::RetrieveModel("zaguanai/socrates".into())),
+            ),
             ("POST", "/v1/chat/completions", Ok(Route::ChatCompletions)),
             ("GET", "/v1/chat/completions", Err(405)),
             ("PUT", "/v1/chat/completions", Err(405)),
@@ -103,7 +115,10 @@ mod tests {
     #[test]
     fn a_405_names_the_allowed_methods() {
         let error = route("GET", "/v1/chat/completions").err();
-        assert!(matches!(error, Some(GatewayError::MethodNotAllowed { allow: "POST", .. })));
+        assert!(matches!(
+            error,
+            Some(GatewayError::MethodNotAllowed { allow: "POST", .. })
+        ));
     }
 
     #[test]

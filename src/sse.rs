@@ -8,6 +8,7 @@
 use std::ops::Range;
 
 use crate::json::{Scanner, Shape};
+use crate::usage::{self, Usage};
 
 /// The default bound on one buffered event: far above any real chunk, far below the isolate's
 /// memory.
@@ -40,6 +41,13 @@ pub struct Rewriter {
     /// Whether the stream start has been checked for a byte order mark.
     started: bool,
     failed: bool,
+    /// Bytes looked at so far, by the line scan and the JSON scan together: the measure that
+    /// shows the cost is linear in the input.
+    examined: u64,
+    /// The last usage the stream reported.
+    usage: Option<Usage>,
+    /// Whether usage-only chunks are held back (the client did not ask for them).
+    drop_usage_chunks: bool,
 }
 
 /// What is known of the block being read. Positions are relative to the block's first byte.
@@ -76,7 +84,25 @@ impl Rewriter {
             joined: Vec::new(),
             started: false,
             failed: false,
+            examined: 0,
+            usage: None,
+            drop_usage_chunks: false,
         }
+    }
+
+    /// Holds back usage-only chunks (`"choices": []` or no `choices`, with a `usage`): for when
+    /// the gateway asked the upstream for usage that the client did not ask for. Their usage is
+    /// still read.
+    #[must_use]
+    pub fn dropping_usage_chunks(mut self) -> Self {
+        self.drop_usage_chunks = true;
+        self
+    }
+
+    /// The last token usage the stream reported, if any.
+    #[must_use]
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
     }
 
     /// Takes one upstream read and appends to `out` every event it completes. Returns false once
@@ -114,6 +140,13 @@ impl Rewriter {
             return false;
         }
         true
+    }
+
+    /// How many bytes the rewriter has looked at: each input byte about once for framing and
+    /// once more if it is event data. Grows linearly with the input, whatever the reads.
+    #[must_use]
+    pub fn bytes_examined(&self) -> u64 {
+        self.examined
     }
 
     /// Ends the stream: a last block without its blank line is dispatched when it is whole,
@@ -184,7 +217,8 @@ impl Rewriter {
     /// block state are relative to that point afterwards.
     fn dispatch_complete(&mut self, window: &[u8], out: &mut Vec<u8>) -> usize {
         let mut block_start = 0;
-        let mut pos = self.block.scanned;
+        let first_new = self.block.scanned;
+        let mut pos = first_new;
         if self.block.after_cr && pos < window.len() {
             self.block.after_cr = false;
             if window[pos] == b'\n' && pos == 0 {
@@ -210,14 +244,21 @@ impl Rewriter {
             let line = block_start + self.block.line_start..line_end;
             if line.is_empty() {
                 self.emit(&window[block_start..next], out);
-                self.block = Block { after_cr: self.block.after_cr, ..Block::default() };
+                self.block = Block {
+                    after_cr: self.block.after_cr,
+                    ..Block::default()
+                };
                 block_start = next;
             } else {
-                self.read_line(&window[block_start..], line.start - block_start..line_end - block_start);
+                self.read_line(
+                    &window[block_start..],
+                    line.start - block_start..line_end - block_start,
+                );
                 self.block.line_start = next - block_start;
             }
             pos = next;
         }
+        self.examined += (window.len() - first_new) as u64;
         self.block.scanned = window.len() - block_start;
         block_start
     }
@@ -253,9 +294,20 @@ impl Rewriter {
             return;
         }
         let data = data_of(&self.block.data, block, &mut self.joined);
+        self.examined += data.len() as u64;
         if self.scanner.scan(data) != Shape::Object {
             out.extend_from_slice(block);
             return;
+        }
+        if let Some(span) = self.scanner.usage.clone() {
+            if let Some(found) = Usage::parse(&data[span]) {
+                self.usage = Some(found);
+                let choices = self.scanner.choices.clone();
+                let usage_only = choices.is_none_or(|span| usage::is_empty_array(&data[span]));
+                if usage_only && self.drop_usage_chunks {
+                    return;
+                }
+            }
         }
         let mut copied = 0;
         for span in &self.scanner.model_spans {
@@ -270,7 +322,10 @@ impl Rewriter {
     fn fail(&mut self, out: &mut Vec<u8>) {
         self.failed = true;
         self.pending = Vec::new();
-        let message = format!("upstream event exceeds the limit of {} bytes", self.max_event_bytes);
+        let message = format!(
+            "upstream event exceeds the limit of {} bytes",
+            self.max_event_bytes
+        );
         out.extend_from_slice(&error_event(&message, "upstream_event_too_large"));
     }
 }

@@ -35,7 +35,9 @@ fn random_reads(input: &[u8], seed: u64, max_len: usize) -> Vec<&[u8]> {
     let mut reads = Vec::new();
     let mut rest = input;
     while !rest.is_empty() {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         let len = usize::try_from(state >> 33).unwrap_or(1) % max_len + 1;
         let (read, tail) = rest.split_at(len.min(rest.len()));
         reads.push(read);
@@ -82,7 +84,8 @@ fn b03_crlf_split_across_reads_and_multi_line_data_make_one_event() {
         "\ndata: \"model\":\"up-model\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"A\"}}]}\r\n\r\n",
         "data: [DONE]\r\r",
     ]);
-    let expected = "data: {\"object\":\"chat.completion.chunk\",\r\ndata: \"model\":\"zaguanai/socrates\",\
+    let expected =
+        "data: {\"object\":\"chat.completion.chunk\",\r\ndata: \"model\":\"zaguanai/socrates\",\
         \"choices\":[{\"index\":0,\"delta\":{\"content\":\"A\"}}]}\r\n\r\ndata: [DONE]\r\r";
     assert_eq!(out, expected);
 }
@@ -92,8 +95,8 @@ fn b04_comments_stay_comments() {
     let ping = ": ping - 2025-01-01 00:00:00.000000\r\n\r\n";
     let processing = ": OPENROUTER PROCESSING\n\n";
     let out = run_text(&[ping, processing, &chunk("Hi"), "data: [DONE]\n\n"]);
-    let expected = format!("{ping}{processing}{}data: [DONE]\n\n", chunk("Hi"))
-        .replace("up-model", PERSONA);
+    let expected =
+        format!("{ping}{processing}{}data: [DONE]\n\n", chunk("Hi")).replace("up-model", PERSONA);
     assert_eq!(out, expected);
 }
 
@@ -134,7 +137,10 @@ fn b10_an_error_event_mid_stream_passes_unchanged() {
     let error = "data: {\"error\":{\"object\":\"error\",\"message\":\"Requested token count exceeds the model's maximum context length\",\"type\":\"BadRequestError\",\"param\":null,\"code\":400}}\n\n";
     for prefix in ["", "event: error\n"] {
         let input = format!("{}{prefix}{error}data: [DONE]\n\n", chunk("Hi"));
-        let expected = format!("{}{prefix}{error}data: [DONE]\n\n", chunk("Hi").replace("up-model", PERSONA));
+        let expected = format!(
+            "{}{prefix}{error}data: [DONE]\n\n",
+            chunk("Hi").replace("up-model", PERSONA)
+        );
         assert_eq!(run_text(&[&input]), expected);
     }
 }
@@ -158,7 +164,10 @@ fn b17_tool_call_deltas_keep_every_byte() {
     .concat();
     let input = input.as_str();
     let out = run_text(&[input]);
-    assert_eq!(out, input.replace("\"model\":\"up-model\"", "\"model\":\"zaguanai/socrates\""));
+    assert_eq!(
+        out,
+        input.replace("\"model\":\"up-model\"", "\"model\":\"zaguanai/socrates\"")
+    );
     assert!(out.contains("\"index\":0,\"id\":\"call_1\"") && out.contains("\"arguments\":\"\""));
     assert!(out.contains("{\\\"city\\\":\\\"Par"));
 }
@@ -197,7 +206,8 @@ fn an_event_over_the_bound_ends_the_stream_with_an_error() {
 
 #[test]
 fn line_ends_of_every_kind_mixed_in_one_stream() {
-    let input = "data: {\"model\":\"a\"}\r\n\r\ndata: {\"model\":\"b\"}\r\rdata: {\"model\":\"c\"}\n\n\
+    let input =
+        "data: {\"model\":\"a\"}\r\n\r\ndata: {\"model\":\"b\"}\r\rdata: {\"model\":\"c\"}\n\n\
                  data: {\"model\":\"d\"}\r\n\ndata: {\"model\":\"e\"}\n\r";
     let mut expected = input.to_owned();
     for letter in ["a", "b", "c", "d", "e"] {
@@ -236,9 +246,18 @@ fn a_persona_id_that_needs_escaping_is_escaped() {
 
 #[test]
 fn a_last_event_without_its_blank_line_is_dispatched() {
-    assert_eq!(run_text(&[&chunk("a"), "data: [DONE]"]), chunk("a").replace("up-model", PERSONA) + "data: [DONE]\n\n");
-    assert_eq!(run_text(&["data: {\"model\":\"m\"}\n"]), "data: {\"model\":\"zaguanai/socrates\"}\n\n");
-    assert_eq!(run_text(&["data: {\"model\":\"m\"}\r"]), "data: {\"model\":\"zaguanai/socrates\"}\r\n");
+    assert_eq!(
+        run_text(&[&chunk("a"), "data: [DONE]"]),
+        chunk("a").replace("up-model", PERSONA) + "data: [DONE]\n\n"
+    );
+    assert_eq!(
+        run_text(&["data: {\"model\":\"m\"}\n"]),
+        "data: {\"model\":\"zaguanai/socrates\"}\n\n"
+    );
+    assert_eq!(
+        run_text(&["data: {\"model\":\"m\"}\r"]),
+        "data: {\"model\":\"zaguanai/socrates\"}\r\n"
+    );
     assert_eq!(run_text(&[": only a comment"]), ": only a comment");
     assert_eq!(run_text(&["id: 4"]), "");
 }
@@ -255,8 +274,18 @@ fn a_byte_order_mark_is_kept_and_does_not_hide_the_first_field() {
 
 #[test]
 fn empty_reads_change_nothing_even_after_a_trailing_cr() {
-    let out = run_text(&["data: {\"model\":\"m\"}\r", "", "\n", "", "\r\n", "data: [DONE]\n\n"]);
-    assert_eq!(out, "data: {\"model\":\"zaguanai/socrates\"}\r\n\r\ndata: [DONE]\n\n");
+    let out = run_text(&[
+        "data: {\"model\":\"m\"}\r",
+        "",
+        "\n",
+        "",
+        "\r\n",
+        "data: [DONE]\n\n",
+    ]);
+    assert_eq!(
+        out,
+        "data: {\"model\":\"zaguanai/socrates\"}\r\n\r\ndata: [DONE]\n\n"
+    );
 }
 
 /// A stream with every feature at once, for the splitting tests.
@@ -288,12 +317,14 @@ fn any_cutting_into_reads_gives_the_same_bytes() {
 }
 
 /// Checks that `output` is `input` with only the top-level `model` strings changed, without
-/// using the rewriter's own scanner: serde_json says what the events mean, and the bytes around
+/// using the rewriter's own scanner: `serde_json` says what the events mean, and the bytes around
 /// the one rewritten value must match exactly.
 fn assert_only_model_changed(input: &[u8], output: &[u8], name: &str) {
     let split = |bytes: &[u8]| -> Vec<Vec<u8>> {
         let text = String::from_utf8_lossy(bytes).replace("\r\n", "\n");
-        text.split("\n\n").map(|event| event.as_bytes().to_vec()).collect()
+        text.split("\n\n")
+            .map(|event| event.as_bytes().to_vec())
+            .collect()
     };
     let (inputs, outputs) = (split(input), split(output));
     assert_eq!(inputs.len(), outputs.len(), "{name}: event count");
@@ -302,9 +333,17 @@ fn assert_only_model_changed(input: &[u8], output: &[u8], name: &str) {
         let data = before.strip_prefix(b"data: ").unwrap_or(before);
         let model = serde_json::from_slice::<serde_json::Value>(data)
             .ok()
-            .and_then(|value| value.get("model").and_then(|m| m.as_str()).map(str::to_owned));
+            .and_then(|value| {
+                value
+                    .get("model")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_owned)
+            });
         let Some(model) = model else {
-            assert_eq!(before, after, "{name}: an event without a top-level model changed");
+            assert_eq!(
+                before, after,
+                "{name}: an event without a top-level model changed"
+            );
             continue;
         };
         let found = (0..after.len()).any(|at| {
@@ -325,33 +364,113 @@ fn assert_only_model_changed(input: &[u8], output: &[u8], name: &str) {
 fn every_recorded_stream_changes_only_in_model_whole_and_in_any_reads() {
     let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cases/sse");
     let mut files: Vec<_> = std::fs::read_dir(folder)
-        .map(|entries| entries.filter_map(Result::ok).map(|entry| entry.path()).collect())
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .collect()
+        })
         .unwrap_or_default();
     files.retain(|path| path.extension().is_some_and(|ext| ext == "sse"));
     files.sort();
-    assert!(files.len() >= 20, "expected the recorded streams in {folder}");
+    assert!(
+        files.len() >= 20,
+        "expected the recorded streams in {folder}"
+    );
     for path in files {
         let name = path.display().to_string();
         let input = std::fs::read(&path).unwrap_or_default();
         let (whole, ending) = run(&[&input]);
         assert_eq!(ending, Ending::Complete, "{name}");
         assert_only_model_changed(&input, &whole, &name);
-        assert_eq!(run(&one_byte_reads(&input)).0, whole, "{name}: one-byte reads");
+        assert_eq!(
+            run(&one_byte_reads(&input)).0,
+            whole,
+            "{name}: one-byte reads"
+        );
         for seed in 0..8 {
-            assert_eq!(run(&random_reads(&input, seed, 3000)).0, whole, "{name}: seed {seed}");
+            assert_eq!(
+                run(&random_reads(&input, seed, 3000)).0,
+                whole,
+                "{name}: seed {seed}"
+            );
         }
     }
 }
 
 #[test]
 fn a_multi_megabyte_event_in_small_reads_stays_linear() {
-    // Four times the bytes may take at most about four times the buffer growth: the pending
-    // block is appended to, never rescanned from its start.
-    for size in [1 << 20, 4 << 20] {
+    // The pending block is appended to, never rescanned from its start: four times the bytes
+    // cost four times the work, however small the reads.
+    let examined = |size: usize| {
         let input = chunk(&"z".repeat(size)) + "data: [DONE]\n\n";
-        let reads: Vec<&[u8]> = input.as_bytes().chunks(1460).collect();
-        let (out, ending) = run(&reads);
-        assert_eq!(ending, Ending::Complete);
+        let mut rewriter = Rewriter::new(PERSONA);
+        let mut out = Vec::new();
+        for read in input.as_bytes().chunks(1460) {
+            rewriter.push(read, &mut out);
+        }
+        assert_eq!(rewriter.finish(&mut out), Ending::Complete);
         assert_eq!(out.len(), input.len() + PERSONA.len() - "up-model".len());
+        (rewriter.bytes_examined(), input.len() as u64)
+    };
+    let (small, small_len) = examined(1 << 20);
+    let (large, large_len) = examined(4 << 20);
+    assert!(small <= 2 * small_len + 64, "{small} for {small_len} bytes");
+    assert!(large <= 2 * large_len + 64, "{large} for {large_len} bytes");
+    // Within 2.5 % of four times: 39 × small ≤ 10 × large ≤ 41 × small.
+    assert!(
+        39 * small <= 10 * large && 10 * large <= 41 * small,
+        "{small} then {large}"
+    );
+}
+
+#[test]
+fn usage_is_read_and_usage_only_chunks_are_held_back_when_asked() {
+    let finish = "data: {\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n";
+    let usage = "data: {\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n";
+    let no_choices = "data: {\"model\":\"m\",\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,\"total_tokens\":2}}\n\n";
+    let on_finish = "data: {\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":5,\"total_tokens\":9}}\n\n";
+    let expected = |usage: (u64, u64, u64)| {
+        Some(crate::usage::Usage {
+            prompt_tokens: usage.0,
+            completion_tokens: usage.1,
+            total_tokens: usage.2,
+        })
+    };
+    let cases = [
+        (
+            format!("{finish}{usage}data: [DONE]\n\n"),
+            format!("{finish}data: [DONE]\n\n"),
+            (9, 2, 11),
+        ),
+        (
+            format!("{finish}{no_choices}data: [DONE]\n\n"),
+            format!("{finish}data: [DONE]\n\n"),
+            (1, 1, 2),
+        ),
+        (
+            format!("{on_finish}data: [DONE]\n\n"),
+            format!("{on_finish}data: [DONE]\n\n"),
+            (4, 5, 9),
+        ),
+    ];
+    for (input, kept, tokens) in cases {
+        for drop in [false, true] {
+            let mut rewriter = Rewriter::new("p");
+            if drop {
+                rewriter = rewriter.dropping_usage_chunks();
+            }
+            let mut out = Vec::new();
+            for read in one_byte_reads(input.as_bytes()) {
+                rewriter.push(read, &mut out);
+            }
+            rewriter.finish(&mut out);
+            let shown = if drop { &kept } else { &input };
+            assert_eq!(
+                String::from_utf8(out).unwrap_or_default(),
+                shown.replace("\"m\"", "\"p\"")
+            );
+            assert_eq!(rewriter.usage(), expected(tokens), "{input}");
+        }
     }
 }

@@ -1,10 +1,23 @@
-//! The vars and secrets the Worker reads, with their defaults.
+//! The vars and secrets the Worker reads, with their defaults. The README lists each one.
+
+use std::time::Duration;
 
 use worker::Env;
 
-pub const DEFAULT_PREFIX: &str = "zaguanai/";
-pub const DEFAULT_BASE_URL: &str = "https://api.zaguanai.com/v1";
-pub const DEFAULT_TIMEOUT_SECONDS: u64 = 60;
+use crate::retry::Policy;
+use crate::sse::DEFAULT_MAX_EVENT_BYTES;
+
+/// How much the Worker logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Off,
+    /// Failed requests only.
+    Error,
+    /// Failed requests and those that needed a retry.
+    Warn,
+    /// One line for every request.
+    Info,
+}
 
 /// The deployment's settings for one request.
 pub struct Config {
@@ -14,23 +27,65 @@ pub struct Config {
     pub base_url: String,
     /// `ZAGUAN_API_KEY`, a secret; absent means the gateway cannot call upstream.
     pub api_key: Option<String>,
-    /// `UPSTREAM_TIMEOUT_SECONDS`: how long to wait for the upstream's response headers.
-    pub timeout_seconds: u64,
+    /// `UPSTREAM_FIRST_BYTE_TIMEOUT_MS`: the wait for the upstream's response headers.
+    pub first_byte_timeout: Duration,
+    /// `UPSTREAM_IDLE_TIMEOUT_MS`: the longest pause between two reads of a stream.
+    pub idle_timeout: Duration,
+    /// `RETRY_MAX_ATTEMPTS`, `RETRY_BASE_DELAY_MS`, `RETRY_MAX_DELAY_MS`, `RETRY_BUDGET_MS`.
+    pub retry: Policy,
+    /// `MAX_EVENT_BYTES`: the bound on one upstream event.
+    pub max_event_bytes: usize,
+    /// `PERSONA_CACHE_SECONDS`: how long an isolate keeps a persona it read (0: not at all).
+    pub persona_cache: Duration,
+    /// `LOG_LEVEL`: off, error, warn or info.
+    pub log_level: LogLevel,
 }
 
 impl Config {
     pub fn from_env(env: &Env) -> Self {
         let text = |name: &str| env.var(name).ok().map(|value| value.to_string());
+        let number = |name: &str, default: u64| {
+            text(name)
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .unwrap_or(default)
+        };
+        let millis = |name: &str, default: u64| Duration::from_millis(number(name, default));
+        let defaults = Policy::default();
         Self {
-            prefix: text("PERSONA_PREFIX").unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
+            prefix: text("PERSONA_PREFIX").unwrap_or_else(|| "zaguanai/".to_owned()),
             base_url: text("ZAGUAN_BASE_URL")
                 .filter(|url| !url.is_empty())
-                .map_or_else(|| DEFAULT_BASE_URL.to_owned(), |url| url.trim_end_matches('/').to_owned()),
+                .map_or_else(
+                    || "https://api.zaguanai.com/v1".to_owned(),
+                    |url| url.trim_end_matches('/').to_owned(),
+                ),
             api_key: text("ZAGUAN_API_KEY").filter(|key| !key.is_empty()),
-            timeout_seconds: text("UPSTREAM_TIMEOUT_SECONDS")
-                .and_then(|seconds| seconds.parse().ok())
-                .filter(|&seconds| seconds > 0)
-                .unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+            first_byte_timeout: millis("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", 60_000),
+            idle_timeout: millis("UPSTREAM_IDLE_TIMEOUT_MS", 60_000),
+            retry: Policy {
+                max_attempts: u32::try_from(number("RETRY_MAX_ATTEMPTS", 3))
+                    .unwrap_or(3)
+                    .max(1),
+                base_delay: millis("RETRY_BASE_DELAY_MS", as_millis(defaults.base_delay)),
+                max_delay: millis("RETRY_MAX_DELAY_MS", as_millis(defaults.max_delay)),
+                budget: millis("RETRY_BUDGET_MS", as_millis(defaults.budget)),
+            },
+            max_event_bytes: usize::try_from(number(
+                "MAX_EVENT_BYTES",
+                DEFAULT_MAX_EVENT_BYTES as u64,
+            ))
+            .unwrap_or(DEFAULT_MAX_EVENT_BYTES),
+            persona_cache: Duration::from_secs(number("PERSONA_CACHE_SECONDS", 60)),
+            log_level: match text("LOG_LEVEL").as_deref().map(str::trim) {
+                Some("off") => LogLevel::Off,
+                Some("error") => LogLevel::Error,
+                Some("warn") => LogLevel::Warn,
+                _ => LogLevel::Info,
+            },
         }
     }
+}
+
+fn as_millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
