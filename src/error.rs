@@ -58,6 +58,10 @@ pub enum GatewayError {
     InvalidParameter { param: String, message: String },
     /// A key appears twice in the request object.
     DuplicateKey { param: String },
+    /// No usable client key: missing, wrong, or none configured (the gateway fails closed).
+    InvalidApiKey { fault: KeyFault },
+    /// The client's key sent more requests than its limit allows.
+    RateLimited { retry_after_seconds: u64 },
     /// The request body is larger than the gateway accepts.
     BodyTooLarge { limit: usize },
     /// `model` names no persona this gateway serves.
@@ -86,6 +90,14 @@ pub enum GatewayError {
     Internal { reason: String },
 }
 
+/// Why a client key was refused. The message never quotes the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFault {
+    Missing,
+    Wrong,
+    NoneConfigured,
+}
+
 /// Longest slice of client text quoted back in an error message.
 const MAX_ECHO: usize = 64;
 
@@ -96,6 +108,8 @@ impl GatewayError {
             Self::InvalidJson { .. }
             | Self::InvalidParameter { .. }
             | Self::DuplicateKey { .. }
+            | Self::InvalidApiKey { .. }
+            | Self::RateLimited { .. }
             | Self::BodyTooLarge { .. }
             | Self::ModelNotFound { .. }
             | Self::UnknownPath { .. }
@@ -116,6 +130,8 @@ impl GatewayError {
             Self::InvalidJson { .. }
             | Self::InvalidParameter { .. }
             | Self::DuplicateKey { .. } => 400,
+            Self::InvalidApiKey { .. } => 401,
+            Self::RateLimited { .. } => 429,
             Self::BodyTooLarge { .. } => 413,
             Self::ModelNotFound { .. } | Self::UnknownPath { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
@@ -141,6 +157,9 @@ impl GatewayError {
     /// The OpenAI `type`.
     #[must_use]
     pub fn kind(&self) -> &'static str {
+        if let Self::RateLimited { .. } = self {
+            return "rate_limit_error";
+        }
         match self.origin() {
             Origin::Client => "invalid_request_error",
             Origin::Upstream => "upstream_error",
@@ -155,6 +174,8 @@ impl GatewayError {
             Self::InvalidJson { .. } => "invalid_json",
             Self::InvalidParameter { .. } => "invalid_parameter",
             Self::DuplicateKey { .. } => "duplicate_key",
+            Self::InvalidApiKey { .. } => "invalid_api_key",
+            Self::RateLimited { .. } => "rate_limit_exceeded",
             Self::BodyTooLarge { .. } => "request_too_large",
             Self::ModelNotFound { .. } => "model_not_found",
             Self::UnknownPath { .. } => "unknown_url",
@@ -194,6 +215,24 @@ impl GatewayError {
                     echo(param)
                 )
             }
+            Self::InvalidApiKey {
+                fault: KeyFault::Missing,
+            } => "You didn't provide an API key. \
+                 Send it as `Authorization: Bearer <key>`."
+                .to_owned(),
+            Self::InvalidApiKey {
+                fault: KeyFault::Wrong,
+            } => "Incorrect API key provided.".to_owned(),
+            Self::InvalidApiKey {
+                fault: KeyFault::NoneConfigured,
+            } => "This gateway accepts no \
+                 API keys yet: its operator must set GATEWAY_API_KEYS."
+                .to_owned(),
+            Self::RateLimited {
+                retry_after_seconds,
+            } => format!(
+                "Rate limit reached for this API key. Try again in {retry_after_seconds} seconds."
+            ),
             Self::BodyTooLarge { limit } => {
                 format!("The request body is larger than the limit of {limit} bytes.")
             }

@@ -3,6 +3,8 @@
 //! The modules here are the platform-free core, tested on the host with `cargo test`; `glue`
 //! (built for wasm32 only) wires them to the Workers runtime.
 
+pub mod auth;
+pub mod cors;
 pub mod error;
 pub mod json;
 pub mod models;

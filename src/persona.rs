@@ -30,7 +30,31 @@ pub struct Persona {
     /// Parameters filled in when the client leaves them out.
     #[serde(default)]
     pub defaults: Map<String, Value>,
+    /// What clients may not change.
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
     pub system_prompt: String,
+}
+
+/// A persona's caps on what a client may ask for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The most output tokens a request may ask for (`max_tokens` or `max_completion_tokens`);
+    /// a larger ask is lowered to it, and a request that asks nothing gets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// Parameters the client may not set: the persona's default is sent in their place, or
+    /// nothing when it has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fixed: Vec<String>,
+}
+
+impl Limits {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.max_tokens.is_none() && self.fixed.is_empty()
+    }
 }
 
 /// What `/v1/models` may show of a persona.
@@ -193,6 +217,7 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
+            limits: Limits::default(),
             system_prompt: "You are Socrates.".into(),
         }
     }

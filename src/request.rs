@@ -2,8 +2,6 @@
 //! system prompt first, its defaults filled in, its upstream model named, every other field
 //! carried over byte for byte.
 
-use std::fmt::Write as _;
-
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -109,36 +107,45 @@ impl<'a> ChatRequest<'a> {
     }
 
     /// The body for the upstream: the same fields in the same order, `model` set to the
-    /// persona's upstream model, the persona's system message placed first in `messages`, and
-    /// its defaults added for parameters the client left out or set to `null`. With
-    /// `ask_usage`, a stream's `stream_options.include_usage` is set to true.
+    /// persona's upstream model, the persona's system message placed first in `messages`, its
+    /// defaults added for parameters the client left out or set to `null`, and its limits
+    /// applied. With `ask_usage`, a stream's `stream_options.include_usage` is set to true.
     #[must_use]
     pub fn to_upstream_body(&self, persona: &Persona, ask_usage: bool) -> String {
         let ask_usage = ask_usage && self.stream && !self.wants_usage();
         let mut body = String::with_capacity(self.size_hint() + persona.system_prompt.len() + 64);
-        let mut separator = "{";
         for (name, raw) in &self.fields {
-            body.push_str(separator);
-            separator = ",";
-            push_json_string(&mut body, name);
-            body.push(':');
-            match (name.as_str(), persona.defaults.get(name)) {
-                ("model", _) => push_json_string(&mut body, &persona.upstream_model),
-                ("messages", _) => push_messages(&mut body, raw.get(), &persona.system_prompt),
-                ("stream_options", _) if ask_usage => push_with_usage(&mut body, raw.get()),
-                (_, Some(default)) if raw.get() == "null" => body.push_str(&default.to_string()),
-                _ => body.push_str(raw.get()),
-            }
+            let fixed = persona.limits.fixed.contains(name);
+            let default = persona.defaults.get(name);
+            let value = match (name.as_str(), default) {
+                ("model", _) => json_string(&persona.upstream_model),
+                ("messages", _) => messages_with_system(raw.get(), &persona.system_prompt),
+                ("stream_options", _) if ask_usage => with_usage(raw.get()),
+                (_, Some(default)) if fixed || raw.get() == "null" => default.to_string(),
+                (_, None) if fixed => continue,
+                ("max_tokens" | "max_completion_tokens", _) => capped(raw.get(), persona),
+                _ => raw.get().to_owned(),
+            };
+            push_member(&mut body, name, &value);
         }
         for (name, value) in &persona.defaults {
             if !self.sets(name) {
-                body.push(',');
-                push_json_string(&mut body, name);
-                let _ = write!(body, ":{value}");
+                push_member(&mut body, name, &value.to_string());
+            }
+        }
+        if let Some(cap) = persona.limits.max_tokens {
+            let has_default = ["max_tokens", "max_completion_tokens"]
+                .iter()
+                .any(|key| persona.defaults.contains_key(*key));
+            if !self.sets("max_tokens") && !has_default {
+                push_member(&mut body, "max_tokens", &cap.to_string());
             }
         }
         if ask_usage && self.field("stream_options").is_none() {
-            body.push_str(r#","stream_options":{"include_usage":true}"#);
+            push_member(&mut body, "stream_options", r#"{"include_usage":true}"#);
+        }
+        if body.is_empty() {
+            body.push('{');
         }
         body.push('}');
         body
@@ -259,26 +266,42 @@ fn check_message(index: usize, message: &RawValue) -> Result<(), GatewayError> {
     }
 }
 
+/// Appends `"name":value`, opening the object before the first member.
+fn push_member(body: &mut String, name: &str, value: &str) {
+    body.push(if body.is_empty() { '{' } else { ',' });
+    body.push_str(&json_string(name));
+    body.push(':');
+    body.push_str(value);
+}
+
 /// `[` system message `,` the client's messages as they came `]`. The client's array is known
 /// to be non-empty, so its own first `[` is followed by at least one element.
-fn push_messages(body: &mut String, raw: &str, system_prompt: &str) {
-    body.push_str("[{\"role\":\"system\",\"content\":");
-    push_json_string(body, system_prompt);
-    body.push_str("},");
-    body.push_str(raw.trim_start().strip_prefix('[').unwrap_or(raw));
+fn messages_with_system(raw: &str, system_prompt: &str) -> String {
+    let rest = raw.trim_start().strip_prefix('[').unwrap_or(raw);
+    let prompt = json_string(system_prompt);
+    format!("[{{\"role\":\"system\",\"content\":{prompt}}},{rest}")
+}
+
+/// A token limit lowered to the persona's cap; values that are not whole numbers are left for
+/// the upstream to refuse.
+fn capped(raw: &str, persona: &Persona) -> String {
+    match (raw.parse::<u64>(), persona.limits.max_tokens) {
+        (Ok(asked), Some(cap)) if asked > cap => cap.to_string(),
+        _ => raw.to_owned(),
+    }
 }
 
 /// The client's `stream_options` with `include_usage` set; anything that is not an object is
 /// replaced, as the upstream would reject it anyway.
-fn push_with_usage(body: &mut String, raw: &str) {
+fn with_usage(raw: &str) -> String {
     let mut options: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(raw).unwrap_or_default();
     options.insert("include_usage".to_owned(), serde_json::Value::Bool(true));
-    body.push_str(&serde_json::Value::Object(options).to_string());
+    serde_json::Value::Object(options).to_string()
 }
 
-fn push_json_string(body: &mut String, text: &str) {
-    body.push_str(&serde_json::Value::from(text).to_string());
+fn json_string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
 }
 
 fn parameter(param: &str, message: &str) -> GatewayError {

@@ -15,6 +15,7 @@ fn persona() -> Persona {
             .as_object()
             .cloned()
             .unwrap_or_default(),
+        limits: crate::persona::Limits::default(),
         system_prompt: "You are \"Socrates\".\nAsk.".into(),
     }
 }
@@ -216,4 +217,50 @@ fn usage_is_asked_for_only_on_streams_whose_client_did_not() {
     for (body, wanted, options) in cases {
         assert_eq!(upstream(&body), (wanted, options), "{body}");
     }
+}
+
+#[test]
+fn limits_cap_tokens_and_fix_parameters() {
+    let mut limited = persona();
+    limited.defaults.remove("max_tokens");
+    limited.limits.max_tokens = Some(300);
+    limited.limits.fixed = vec!["temperature".into(), "logit_bias".into()];
+    let upstream = |body: &str| -> Value {
+        let shaped =
+            ChatRequest::parse(body.as_bytes()).map(|r| r.to_upstream_body(&limited, false));
+        serde_json::from_str(&shaped.unwrap_or_default()).unwrap_or_default()
+    };
+    let user = r#""messages":[{"role":"user","content":"x"}]"#;
+    let asked = upstream(&format!(
+        r#"{{"model":"a",{user},"max_tokens":5000,"temperature":1.9,"logit_bias":{{"1":5}},"top_p":0.5}}"#
+    ));
+    assert_eq!(asked["max_tokens"], json!(300));
+    assert_eq!(
+        asked["temperature"],
+        json!(0.8),
+        "the persona's default replaces a fixed value"
+    );
+    assert_eq!(
+        asked.get("logit_bias"),
+        None,
+        "a fixed parameter without a default is dropped"
+    );
+    assert_eq!(asked["top_p"], json!(0.5));
+    let modest = upstream(&format!(
+        r#"{{"model":"a",{user},"max_completion_tokens":200}}"#
+    ));
+    assert_eq!(modest["max_completion_tokens"], json!(200));
+    assert_eq!(modest.get("max_tokens"), None);
+    let silent = upstream(&format!(r#"{{"model":"a",{user}}}"#));
+    assert_eq!(
+        silent["max_tokens"],
+        json!(300),
+        "a request that asks nothing gets the cap"
+    );
+    let odd = upstream(&format!(r#"{{"model":"a",{user},"max_tokens":"many"}}"#));
+    assert_eq!(
+        odd["max_tokens"],
+        json!("many"),
+        "left for the upstream to refuse"
+    );
 }

@@ -39,6 +39,14 @@ pub struct Config {
     pub persona_cache: Duration,
     /// `LOG_LEVEL`: off, error, warn or info.
     pub log_level: LogLevel,
+    /// `ALLOW_ANONYMOUS=true`: serve clients that send no key.
+    pub allow_anonymous: bool,
+    /// `RATE_LIMIT_PERIOD_SECONDS`: the limiter's period, sent as `retry-after` on a 429.
+    pub rate_limit_period: u64,
+    /// `ALLOWED_ORIGINS`: browser origins allowed by CORS, comma-separated (none by default).
+    pub allowed_origins: String,
+    /// `MAX_BODY_BYTES`: the largest request body read.
+    pub max_body_bytes: usize,
 }
 
 impl Config {
@@ -82,6 +90,11 @@ impl Config {
                 Some("warn") => LogLevel::Warn,
                 _ => LogLevel::Info,
             },
+            allow_anonymous: text("ALLOW_ANONYMOUS").is_some_and(|flag| flag.trim() == "true"),
+            rate_limit_period: number("RATE_LIMIT_PERIOD_SECONDS", 60),
+            allowed_origins: text("ALLOWED_ORIGINS").unwrap_or_default(),
+            max_body_bytes: usize::try_from(number("MAX_BODY_BYTES", 1024 * 1024))
+                .unwrap_or(1024 * 1024),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The Worker: receives each request from the runtime, routes it, and turns the core's answers
 //! and errors into responses. Only this module and its children touch the `worker` crate.
 
+mod access;
 mod chat;
 mod config;
 mod observe;
@@ -12,13 +13,10 @@ use worker::{event, Context, Env, Headers, Request, Response};
 
 use crate::error::{GatewayError, Outcome};
 use crate::route::{route, Route};
-use crate::{models, request_id};
+use crate::{cors, models, request_id};
 
 use config::Config;
 use observe::Trace;
-
-/// `MAX_BODY_BYTES` unless set: the largest request body the gateway reads.
-const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 #[event(start)]
 fn start() {
@@ -27,10 +25,17 @@ fn start() {
 
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, _context: Context) -> worker::Result<Response> {
-    let header = request.headers().get("x-request-id").ok().flatten();
-    let id = request_id::for_request(header.as_deref());
+    let header = |name: &str| request.headers().get(name).ok().flatten();
+    let id = request_id::for_request(header("x-request-id").as_deref());
     let config = Config::from_env(&env);
+    let origin = header("origin");
+    let origin =
+        cors::allowed_origin(&config.allowed_origins, origin.as_deref()).map(str::to_owned);
     let method = request.method().to_string();
+    if method == "OPTIONS" {
+        let requested = header("access-control-request-headers");
+        return Ok(preflight(origin.as_deref(), requested.as_deref()));
+    }
     let mut trace = Trace::start(&id, &method, &request.path(), config.log_level, &env);
 
     let mut response = match handle(request, &env, &config, &mut trace).await {
@@ -38,13 +43,16 @@ async fn fetch(request: Request, env: Env, _context: Context) -> worker::Result<
         Err(error) => {
             trace.fail(&error);
             trace.outcome = Some(error.outcome());
-            error_response(&error)
+            error_response(&error, &config)
         }
     };
     let headers = response.headers_mut();
     let _ = headers.set("x-request-id", &id);
     if !headers.has("server-timing").unwrap_or(true) {
         let _ = headers.set("server-timing", &trace.server_timing());
+    }
+    if let Some(origin) = &origin {
+        allow_origin(headers, origin);
     }
     let status = response.status_code();
     let outcome = trace
@@ -61,7 +69,12 @@ async fn handle(
     trace: &mut Trace,
 ) -> Result<Response, GatewayError> {
     let method = request.method().to_string();
-    match route(&method, &request.path())? {
+    let route = route(&method, &request.path())?;
+    if route != Route::Health {
+        let caller = access::authorize(&request, env, config).await?;
+        access::rate_limit(env, &caller, config).await?;
+    }
+    match route {
         Route::Health => json_response(200, r#"{"status":"ok"}"#.to_owned()),
         Route::ListModels => {
             let index = personas::index(env).await?;
@@ -76,7 +89,7 @@ async fn handle(
             )
         }
         Route::ChatCompletions => {
-            let body = read_body(&mut request, env).await?;
+            let body = read_body(&mut request, config.max_body_bytes).await?;
             let client = Some(request.inner().signal());
             let incoming = chat::Incoming {
                 body: &body,
@@ -87,14 +100,9 @@ async fn handle(
     }
 }
 
-/// The request body, refused with 413 past `MAX_BODY_BYTES` (by its declared length before it
-/// is read, by its real length after).
-async fn read_body(request: &mut Request, env: &Env) -> Result<Vec<u8>, GatewayError> {
-    let limit = env
-        .var("MAX_BODY_BYTES")
-        .ok()
-        .and_then(|value| value.to_string().trim().parse().ok())
-        .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+/// The request body, refused with 413 past `limit` bytes (by its declared length before it is
+/// read, by its real length after).
+async fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, GatewayError> {
     let declared = request.headers().get("content-length").ok().flatten();
     if declared
         .and_then(|length| length.trim().parse::<usize>().ok())
@@ -109,6 +117,29 @@ async fn read_body(request: &mut Request, env: &Env) -> Result<Vec<u8>, GatewayE
     Ok(body)
 }
 
+/// The answer to a CORS preflight, given before any key is checked.
+fn preflight(origin: Option<&str>, requested: Option<&str>) -> Response {
+    let headers = Headers::new();
+    let _ = headers.set("allow", cors::ALLOWED_METHODS);
+    if let Some(origin) = origin {
+        allow_origin(&headers, origin);
+        let allowed = cors::allowed_request_headers(requested);
+        let _ = headers.set("access-control-allow-methods", cors::ALLOWED_METHODS);
+        let _ = headers.set("access-control-allow-headers", &allowed);
+        let _ = headers.set("access-control-max-age", cors::MAX_AGE);
+    }
+    Response::builder()
+        .with_status(204)
+        .with_headers(headers)
+        .empty()
+}
+
+fn allow_origin(headers: &Headers, origin: &str) {
+    let _ = headers.set("access-control-allow-origin", origin);
+    let _ = headers.set("access-control-expose-headers", cors::EXPOSED_HEADERS);
+    let _ = headers.append("vary", "Origin");
+}
+
 /// A JSON response with the status given.
 fn json_response(status: u16, body: String) -> Result<Response, GatewayError> {
     let headers = Headers::new();
@@ -121,12 +152,22 @@ fn json_response(status: u16, body: String) -> Result<Response, GatewayError> {
         .fixed(body.into_bytes()))
 }
 
-/// The OpenAI error object for a failure, with `Allow` on a 405.
-fn error_response(error: &GatewayError) -> Response {
+/// The OpenAI error object for a failure, with `Allow` on a 405, `WWW-Authenticate` on a 401
+/// and `Retry-After` on our own 429.
+fn error_response(error: &GatewayError, config: &Config) -> Response {
     let headers = Headers::new();
     let _ = headers.set("content-type", "application/json");
-    if let GatewayError::MethodNotAllowed { allow, .. } = error {
-        let _ = headers.set("allow", allow);
+    match error {
+        GatewayError::MethodNotAllowed { allow, .. } => {
+            let _ = headers.set("allow", allow);
+        }
+        GatewayError::InvalidApiKey { .. } => {
+            let _ = headers.set("www-authenticate", "Bearer");
+        }
+        GatewayError::RateLimited { .. } => {
+            let _ = headers.set("retry-after", &config.rate_limit_period.to_string());
+        }
+        _ => {}
     }
     Response::builder()
         .with_status(error.status())

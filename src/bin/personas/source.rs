@@ -1,7 +1,7 @@
 //! One persona file read into a [`Persona`] record: the header keys checked and converted, the
 //! shared instructions joined to the body, and the record's own rules applied.
 
-use persona_gateway::persona::{Invalid, Persona};
+use persona_gateway::persona::{Invalid, Limits, Persona};
 use serde_json::{Map, Number, Value};
 use toml::Table;
 
@@ -9,7 +9,7 @@ use crate::created::parse_created;
 use crate::header::{parse_header, split_sections};
 
 /// The keys a persona header may hold.
-pub const HEADER_KEYS: [&str; 7] = [
+pub const HEADER_KEYS: [&str; 8] = [
     "id",
     "name",
     "description",
@@ -17,6 +17,7 @@ pub const HEADER_KEYS: [&str; 7] = [
     "created",
     "owned_by",
     "defaults",
+    "limits",
 ];
 
 /// The owner `/v1/models` shows when a header names none.
@@ -60,6 +61,7 @@ fn persona_from_header(header: &Table, system_prompt: String) -> Result<Persona,
         created: take_created(header)?,
         owned_by,
         defaults: take_defaults(header)?,
+        limits: take_limits(header)?,
         system_prompt,
     })
 }
@@ -115,6 +117,44 @@ fn take_defaults(header: &Table) -> Result<Map<String, Value>, Invalid> {
             Err(reason) => Err(field_fault(&format!("defaults.{key}"), reason)),
         })
         .collect()
+}
+
+/// `[limits]`: `max_tokens` (a positive integer) and `fixed` (parameter names).
+fn take_limits(header: &Table) -> Result<Limits, Invalid> {
+    let table = match header.get("limits") {
+        Some(toml::Value::Table(table)) => table,
+        Some(_) => return Err(field_fault("limits", "must be a table, `[limits]`")),
+        None => return Ok(Limits::default()),
+    };
+    let mut limits = Limits::default();
+    for (key, value) in table {
+        match (key.as_str(), value) {
+            ("max_tokens", toml::Value::Integer(cap)) => {
+                let cap = u64::try_from(*cap)
+                    .map_err(|_| field_fault("limits.max_tokens", "must be a positive integer"))?;
+                limits.max_tokens = Some(cap);
+            }
+            ("fixed", toml::Value::Array(names)) => {
+                limits.fixed = names
+                    .iter()
+                    .map(|name| name.as_str().map(str::to_owned))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| {
+                        field_fault("limits.fixed", "must be a list of parameter names")
+                    })?;
+            }
+            ("max_tokens" | "fixed", _) => {
+                return Err(field_fault(&format!("limits.{key}"), "has the wrong type"));
+            }
+            _ => {
+                return Err(field_fault(
+                    &format!("limits.{key}"),
+                    "unknown key (known: max_tokens, fixed)",
+                ))
+            }
+        }
+    }
+    Ok(limits)
 }
 
 /// The JSON value of a TOML value. JSON has no dates and no infinite or NaN numbers.
@@ -185,6 +225,7 @@ You are Socrates of Athens.
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
+            limits: Limits::default(),
             system_prompt: "Be kind.\n\nYou are Socrates of Athens.".into(),
         };
         assert_eq!(persona, Some(expected));
