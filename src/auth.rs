@@ -2,8 +2,16 @@
 //! against SHA-256 digests of the accepted keys without a timing difference that would tell an
 //! attacker how close a guess came.
 
+use sha2::{Digest as _, Sha256};
+
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];
+
+/// The SHA-256 digest of a key.
+#[must_use]
+pub fn digest(key: &str) -> Digest {
+    Sha256::digest(key.as_bytes()).into()
+}
 
 /// The key in an `Authorization` header: scheme `Bearer` (any case), then the key.
 #[must_use]
@@ -16,19 +24,13 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
 /// The keys in the `GATEWAY_API_KEYS` secret: separated by commas, spaces or new lines.
 #[must_use]
 pub fn configured_keys(secret: &str) -> Vec<&str> {
-    secret
-        .split([',', ' ', '\n', '\r', '\t'])
-        .filter(|key| !key.is_empty())
-        .collect()
+    secret.split([',', ' ', '\n', '\r', '\t']).filter(|key| !key.is_empty()).collect()
 }
 
 /// Equality that looks at every byte whatever it finds.
 #[must_use]
 pub fn constant_time_eq(left: &Digest, right: &Digest) -> bool {
-    let difference = left
-        .iter()
-        .zip(right)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    let difference = left.iter().zip(right).fold(0u8, |acc, (a, b)| acc | (a ^ b));
     difference == 0
 }
 
@@ -36,9 +38,7 @@ pub fn constant_time_eq(left: &Digest, right: &Digest) -> bool {
 /// taken does not depend on which one matched.
 #[must_use]
 pub fn is_accepted(presented: &Digest, accepted: &[Digest]) -> bool {
-    accepted.iter().fold(false, |found, digest| {
-        constant_time_eq(presented, digest) | found
-    })
+    accepted.iter().fold(false, |found, digest| constant_time_eq(presented, digest) | found)
 }
 
 /// A digest as lower-case hex, the form KV keys of accepted keys take.
@@ -93,6 +93,12 @@ mod tests {
         assert!(is_accepted(&last, &[zero, first, last]));
         assert!(!is_accepted(&last, &[zero, first]));
         assert!(!is_accepted(&last, &[]));
+    }
+
+    #[test]
+    fn digests_are_sha256() {
+        let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(to_hex(&digest("abc")), expected);
     }
 
     #[test]

@@ -29,10 +29,7 @@ pub const MAX_AGE: &str = "86400";
 #[must_use]
 pub fn allowed_origin<'a>(allowed: &str, origin: Option<&'a str>) -> Option<&'a str> {
     let origin = origin?.trim();
-    let listed = allowed
-        .split(',')
-        .map(str::trim)
-        .any(|entry| entry == "*" || entry == origin);
+    let listed = allowed.split(',').map(str::trim).any(|entry| entry == "*" || entry == origin);
     (listed && !origin.is_empty() && origin != "null").then_some(origin)
 }
 
@@ -58,17 +55,11 @@ mod tests {
     #[test]
     fn only_listed_origins_are_allowed() {
         let list = "https://app.example, https://other.example";
-        assert_eq!(
-            allowed_origin(list, Some("https://app.example")),
-            Some("https://app.example")
-        );
+        assert_eq!(allowed_origin(list, Some("https://app.example")), Some("https://app.example"));
         assert_eq!(allowed_origin(list, Some("https://evil.example")), None);
         assert_eq!(allowed_origin(list, None), None);
         assert_eq!(allowed_origin("", Some("https://app.example")), None);
-        assert_eq!(
-            allowed_origin("*", Some("https://any.example")),
-            Some("https://any.example")
-        );
+        assert_eq!(allowed_origin("*", Some("https://any.example")), Some("https://any.example"));
         assert_eq!(allowed_origin("*", Some("null")), None);
     }
 

@@ -69,11 +69,7 @@ pub enum GatewayError {
     /// No route has this path.
     UnknownPath { method: String, path: String },
     /// The path exists but not for this method.
-    MethodNotAllowed {
-        method: String,
-        path: String,
-        allow: &'static str,
-    },
+    MethodNotAllowed { method: String, path: String, allow: &'static str },
     /// The upstream could not be reached or broke off before answering.
     UpstreamUnreachable { reason: String },
     /// The upstream answered with an error that is not in OpenAI's format.
@@ -210,27 +206,18 @@ impl GatewayError {
             }
             Self::InvalidParameter { message, .. } => message.clone(),
             Self::DuplicateKey { param } => {
-                format!(
-                    "The key `{}` appears more than once in the request body.",
-                    echo(param)
-                )
+                format!("The key `{}` appears more than once in the request body.", echo(param))
             }
-            Self::InvalidApiKey {
-                fault: KeyFault::Missing,
-            } => "You didn't provide an API key. \
+            Self::InvalidApiKey { fault: KeyFault::Missing } => "You didn't provide an API key. \
                  Send it as `Authorization: Bearer <key>`."
                 .to_owned(),
-            Self::InvalidApiKey {
-                fault: KeyFault::Wrong,
-            } => "Incorrect API key provided.".to_owned(),
-            Self::InvalidApiKey {
-                fault: KeyFault::NoneConfigured,
-            } => "This gateway accepts no \
+            Self::InvalidApiKey { fault: KeyFault::Wrong } => {
+                "Incorrect API key provided.".to_owned()
+            }
+            Self::InvalidApiKey { fault: KeyFault::NoneConfigured } => "This gateway accepts no \
                  API keys yet: its operator must set GATEWAY_API_KEYS."
                 .to_owned(),
-            Self::RateLimited {
-                retry_after_seconds,
-            } => format!(
+            Self::RateLimited { retry_after_seconds } => format!(
                 "Rate limit reached for this API key. Try again in {retry_after_seconds} seconds."
             ),
             Self::BodyTooLarge { limit } => {
@@ -243,15 +230,9 @@ impl GatewayError {
             Self::UnknownPath { method, path } => {
                 format!("Invalid URL ({} {}).", echo(method), echo(path))
             }
-            Self::MethodNotAllowed {
-                method,
-                path,
-                allow,
-            } => format!(
-                "Method {} is not allowed on {}; use {allow}.",
-                echo(method),
-                echo(path)
-            ),
+            Self::MethodNotAllowed { method, path, allow } => {
+                format!("Method {} is not allowed on {}; use {allow}.", echo(method), echo(path))
+            }
             Self::UpstreamUnreachable { reason } => {
                 format!("The upstream API could not be reached: {reason}.")
             }
@@ -316,48 +297,18 @@ mod tests {
         use GatewayError as E;
         let text = |s: &str| s.to_owned();
         vec![
+            (E::InvalidJson { detail: text("EOF") }, 400, "invalid_request_error", None),
             (
-                E::InvalidJson {
-                    detail: text("EOF"),
-                },
-                400,
-                "invalid_request_error",
-                None,
-            ),
-            (
-                E::InvalidParameter {
-                    param: text("messages"),
-                    message: text("m"),
-                },
+                E::InvalidParameter { param: text("messages"), message: text("m") },
                 400,
                 "invalid_request_error",
                 Some("messages"),
             ),
+            (E::DuplicateKey { param: text("model") }, 400, "invalid_request_error", Some("model")),
+            (E::BodyTooLarge { limit: 10 }, 413, "invalid_request_error", None),
+            (E::ModelNotFound { model: text("x") }, 404, "invalid_request_error", Some("model")),
             (
-                E::DuplicateKey {
-                    param: text("model"),
-                },
-                400,
-                "invalid_request_error",
-                Some("model"),
-            ),
-            (
-                E::BodyTooLarge { limit: 10 },
-                413,
-                "invalid_request_error",
-                None,
-            ),
-            (
-                E::ModelNotFound { model: text("x") },
-                404,
-                "invalid_request_error",
-                Some("model"),
-            ),
-            (
-                E::UnknownPath {
-                    method: text("GET"),
-                    path: text("/x"),
-                },
+                E::UnknownPath { method: text("GET"), path: text("/x") },
                 404,
                 "invalid_request_error",
                 None,
@@ -372,56 +323,13 @@ mod tests {
                 "invalid_request_error",
                 None,
             ),
-            (
-                E::UpstreamUnreachable {
-                    reason: text("reset"),
-                },
-                502,
-                "upstream_error",
-                None,
-            ),
-            (
-                E::UpstreamStatus { status: 503 },
-                502,
-                "upstream_error",
-                None,
-            ),
-            (
-                E::UpstreamInvalid {
-                    reason: text("not JSON"),
-                },
-                502,
-                "upstream_error",
-                None,
-            ),
-            (
-                E::UpstreamTimeout { seconds: 30 },
-                504,
-                "upstream_error",
-                None,
-            ),
-            (
-                E::Misconfigured {
-                    what: text("no key"),
-                },
-                500,
-                "server_error",
-                None,
-            ),
-            (
-                E::CorruptPersona { slug: text("a") },
-                500,
-                "server_error",
-                None,
-            ),
-            (
-                E::Internal {
-                    reason: text("secret detail"),
-                },
-                500,
-                "server_error",
-                None,
-            ),
+            (E::UpstreamUnreachable { reason: text("reset") }, 502, "upstream_error", None),
+            (E::UpstreamStatus { status: 503 }, 502, "upstream_error", None),
+            (E::UpstreamInvalid { reason: text("not JSON") }, 502, "upstream_error", None),
+            (E::UpstreamTimeout { seconds: 30 }, 504, "upstream_error", None),
+            (E::Misconfigured { what: text("no key") }, 500, "server_error", None),
+            (E::CorruptPersona { slug: text("a") }, 500, "server_error", None),
+            (E::Internal { reason: text("secret detail") }, 500, "server_error", None),
         ]
     }
 
@@ -435,10 +343,7 @@ mod tests {
             assert_eq!(object["type"], kind, "{error:?}");
             assert_eq!(object["param"].as_str(), param, "{error:?}");
             assert_eq!(object["code"], error.code(), "{error:?}");
-            assert!(
-                object["message"].as_str().is_some_and(|m| !m.is_empty()),
-                "{error:?}"
-            );
+            assert!(object["message"].as_str().is_some_and(|m| !m.is_empty()), "{error:?}");
             assert_eq!(body.as_object().map(serde_json::Map::len), Some(1));
             assert_eq!(object.as_object().map(serde_json::Map::len), Some(4));
         }
@@ -464,9 +369,7 @@ mod tests {
 
     #[test]
     fn internal_detail_stays_out_of_the_body() {
-        let error = GatewayError::Internal {
-            reason: "secret detail".into(),
-        };
+        let error = GatewayError::Internal { reason: "secret detail".into() };
         assert!(!error.to_body().contains("secret detail"));
     }
 
@@ -480,12 +383,8 @@ mod tests {
 
     #[test]
     fn quotes_in_client_text_stay_valid_json() {
-        let error = GatewayError::ModelNotFound {
-            model: "a\"}\n".into(),
-        };
+        let error = GatewayError::ModelNotFound { model: "a\"}\n".into() };
         let body: serde_json::Value = serde_json::from_str(&error.to_body()).unwrap_or_default();
-        assert!(body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("a\"}\n")));
+        assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("a\"}\n")));
     }
 }

@@ -289,11 +289,7 @@ mod tests {
     fn spans(text: &str) -> (Shape, Vec<String>) {
         let mut scanner = Scanner::default();
         let shape = scanner.scan(text.as_bytes());
-        let found = scanner
-            .model_spans
-            .iter()
-            .map(|span| text[span.clone()].to_owned())
-            .collect();
+        let found = scanner.model_spans.iter().map(|span| text[span.clone()].to_owned()).collect();
         (shape, found)
     }
 
@@ -305,16 +301,10 @@ mod tests {
             (r#"{"choices":[{"model":"x"}],"model":""}"#, vec![r#""""#]),
             (r#"{"m\u006fdel":"esc","mo\/del":"no"}"#, vec![r#""esc""#]),
             (r#"{"model":"a","model":"b"}"#, vec![r#""a""#, r#""b""#]),
-            (
-                r#"{"usage":{"model":"nested"},"x":"\"model\":\"t\""}"#,
-                vec![],
-            ),
+            (r#"{"usage":{"model":"nested"},"x":"\"model\":\"t\""}"#, vec![]),
             (r#"{"model":null}"#, vec![]),
             (r#"{"model":{"model":"deep"}}"#, vec![]),
-            (
-                r#"{"\u006D\u006F\u0064\u0065\u006C":"upper-hex"}"#,
-                vec![r#""upper-hex""#],
-            ),
+            (r#"{"\u006D\u006F\u0064\u0065\u006C":"upper-hex"}"#, vec![r#""upper-hex""#]),
         ];
         for (text, expected) in cases {
             let (shape, found) = spans(text);
@@ -347,10 +337,7 @@ mod tests {
             ("-0.5e+10", Shape::OtherValue),
             ("[1, {\"model\": \"x\"}, []]", Shape::OtherValue),
             ("null", Shape::OtherValue),
-            (
-                r#"{"a":[{},[],{"b":[true,false,null]}],"c":-1.25E-3}"#,
-                Shape::Object,
-            ),
+            (r#"{"a":[{},[],{"b":[true,false,null]}],"c":-1.25E-3}"#, Shape::Object),
             ("{\"a\":\"\u{e4}\u{1F600}\"}", Shape::Object),
         ];
         for (text, expected) in cases {

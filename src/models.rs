@@ -21,10 +21,7 @@ pub fn model_object(persona: &PublicPersona, prefix: &str) -> Value {
 /// The model list, in the index's order.
 #[must_use]
 pub fn model_list(personas: &[PublicPersona], prefix: &str) -> Value {
-    let data: Vec<Value> = personas
-        .iter()
-        .map(|persona| model_object(persona, prefix))
-        .collect();
+    let data: Vec<Value> = personas.iter().map(|persona| model_object(persona, prefix)).collect();
     json!({"object": "list", "data": data})
 }
 

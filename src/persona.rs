@@ -93,10 +93,7 @@ impl std::fmt::Display for Invalid {
 }
 
 fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Invalid {
-    Invalid {
-        field: field.into(),
-        reason: reason.into(),
-    }
+    Invalid { field: field.into(), reason: reason.into() }
 }
 
 const MAX_SLUG: usize = 64;
@@ -110,9 +107,7 @@ pub fn is_slug(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= MAX_SLUG
         && !text.starts_with('-')
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// An upstream model is `provider/model`, possibly with more slashes, no empty segment and
@@ -183,20 +178,17 @@ fn check_default(key: &str, value: &Value) -> Result<(), String> {
         "top_p" => in_range(0.0, 1.0),
         "presence_penalty" | "frequency_penalty" => in_range(-2.0, 2.0),
         "max_tokens" | "max_completion_tokens" => positive_integer(),
-        "seed" => value
-            .as_i64()
-            .map(|_| ())
-            .ok_or_else(|| "must be an integer".to_owned()),
+        "seed" => value.as_i64().map(|_| ()).ok_or_else(|| "must be an integer".to_owned()),
         "stop" => match value {
             Value::String(_) => Ok(()),
             Value::Array(items) if items.len() <= 4 && items.iter().all(Value::is_string) => Ok(()),
             _ => Err("must be a string or up to 4 strings".to_owned()),
         },
-        _ => Err(
-            "is not a parameter a persona may default (temperature, top_p, presence_penalty, \
+        _ => {
+            Err("is not a parameter a persona may default (temperature, top_p, presence_penalty, \
              frequency_penalty, max_tokens, max_completion_tokens, seed, stop)"
-                .to_owned(),
-        ),
+                .to_owned())
+        }
     }
 }
 
@@ -236,18 +228,9 @@ mod tests {
             ("id", Box::new(|p| p.id = "a".repeat(65))),
             ("name", Box::new(|p| p.name = "  ".into())),
             ("description", Box::new(|p| p.description = "d".repeat(301))),
-            (
-                "upstream_model",
-                Box::new(|p| p.upstream_model = "gpt-4o".into()),
-            ),
-            (
-                "upstream_model",
-                Box::new(|p| p.upstream_model = "a//b".into()),
-            ),
-            (
-                "upstream_model",
-                Box::new(|p| p.upstream_model = "a/b c".into()),
-            ),
+            ("upstream_model", Box::new(|p| p.upstream_model = "gpt-4o".into())),
+            ("upstream_model", Box::new(|p| p.upstream_model = "a//b".into())),
+            ("upstream_model", Box::new(|p| p.upstream_model = "a/b c".into())),
             ("created", Box::new(|p| p.created = -1)),
             ("owned_by", Box::new(|p| p.owned_by = String::new())),
             ("system_prompt", Box::new(|p| p.system_prompt = "\n".into())),

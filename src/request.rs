@@ -10,14 +10,7 @@ use crate::error::GatewayError;
 use crate::persona::{self, Persona};
 
 /// The roles OpenAI's chat-completions API accepts in `messages`.
-const ROLES: [&str; 6] = [
-    "system",
-    "developer",
-    "user",
-    "assistant",
-    "tool",
-    "function",
-];
+const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
 
 /// A parsed request: its fields in order, as the client wrote them.
 #[derive(Debug)]
@@ -37,10 +30,7 @@ impl<'a> ChatRequest<'a> {
     /// A 400 [`GatewayError`] naming the field at fault.
     pub fn parse(body: &'a [u8]) -> Result<Self, GatewayError> {
         let text = std::str::from_utf8(body).map_err(|error| GatewayError::InvalidJson {
-            detail: format!(
-                "the body is not UTF-8 (invalid byte at {})",
-                error.valid_up_to()
-            ),
+            detail: format!("the body is not UTF-8 (invalid byte at {})", error.valid_up_to()),
         })?;
         let Fields(fields) = serde_json::from_str(text).map_err(|error| {
             let message = error.to_string();
@@ -54,11 +44,7 @@ impl<'a> ChatRequest<'a> {
                 None => invalid_json(&message),
             }
         })?;
-        let request = Self {
-            model: read_model(&fields)?,
-            stream: read_stream(&fields)?,
-            fields,
-        };
+        let request = Self { model: read_model(&fields)?, stream: read_stream(&fields)?, fields };
         request.check_messages()?;
         Ok(request)
     }
@@ -69,18 +55,12 @@ impl<'a> ChatRequest<'a> {
 
     fn check_messages(&self) -> Result<(), GatewayError> {
         let Some(raw) = self.field("messages").filter(|raw| raw.get() != "null") else {
-            return Err(parameter(
-                "messages",
-                "you must provide a `messages` parameter",
-            ));
+            return Err(parameter("messages", "you must provide a `messages` parameter"));
         };
         let messages: Vec<&RawValue> = serde_json::from_str(raw.get())
             .map_err(|_| parameter("messages", "`messages` must be an array of message objects"))?;
         if messages.is_empty() {
-            return Err(parameter(
-                "messages",
-                "`messages` must contain at least one message",
-            ));
+            return Err(parameter("messages", "`messages` must contain at least one message"));
         }
         for (index, message) in messages.iter().enumerate() {
             check_message(index, message)?;
@@ -95,15 +75,8 @@ impl<'a> ChatRequest<'a> {
         struct StreamOptions {
             include_usage: Option<bool>,
         }
-        let options = self
-            .field("stream_options")
-            .map(|raw| serde_json::from_str(raw.get()));
-        matches!(
-            options,
-            Some(Ok(StreamOptions {
-                include_usage: Some(true)
-            }))
-        )
+        let options = self.field("stream_options").map(|raw| serde_json::from_str(raw.get()));
+        matches!(options, Some(Ok(StreamOptions { include_usage: Some(true) })))
     }
 
     /// The body for the upstream: the same fields in the same order, `model` set to the
@@ -163,20 +136,14 @@ impl<'a> ChatRequest<'a> {
     }
 
     fn size_hint(&self) -> usize {
-        self.fields
-            .iter()
-            .map(|(name, raw)| name.len() + raw.get().len() + 4)
-            .sum()
+        self.fields.iter().map(|(name, raw)| name.len() + raw.get().len() + 4).sum()
     }
 }
 
 /// The persona slug a `model` names: `<prefix><slug>` or a bare `<slug>`.
 #[must_use]
 pub fn persona_slug<'m>(model: &'m str, prefix: &str) -> Option<&'m str> {
-    let slug = model
-        .strip_prefix(prefix)
-        .filter(|_| !prefix.is_empty())
-        .unwrap_or(model);
+    let slug = model.strip_prefix(prefix).filter(|_| !prefix.is_empty()).unwrap_or(model);
     persona::is_slug(slug).then_some(slug)
 }
 
@@ -214,10 +181,7 @@ impl<'de: 'a, 'a> Visitor<'de> for FieldsVisitor<'a> {
 }
 
 fn find<'a>(fields: &[(String, &'a RawValue)], name: &str) -> Option<&'a RawValue> {
-    fields
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, raw)| *raw)
+    fields.iter().find(|(key, _)| key == name).map(|(_, raw)| *raw)
 }
 
 fn read_model(fields: &[(String, &RawValue)]) -> Result<String, GatewayError> {
@@ -248,10 +212,7 @@ fn check_message(index: usize, message: &RawValue) -> Result<(), GatewayError> {
     }
     let param = format!("messages[{index}]");
     let message: Message = serde_json::from_str(message.get()).map_err(|_| {
-        parameter(
-            &param,
-            &format!("`{param}` must be an object with a string `role`"),
-        )
+        parameter(&param, &format!("`{param}` must be an object with a string `role`"))
     })?;
     match message.role.as_deref() {
         Some(role) if ROLES.contains(&role) => Ok(()),
@@ -259,10 +220,7 @@ fn check_message(index: usize, message: &RawValue) -> Result<(), GatewayError> {
             &format!("{param}.role"),
             &format!("`{param}.role` must be one of {}", ROLES.join(", ")),
         )),
-        None => Err(parameter(
-            &format!("{param}.role"),
-            &format!("`{param}` has no `role`"),
-        )),
+        None => Err(parameter(&format!("{param}.role"), &format!("`{param}` has no `role`"))),
     }
 }
 
@@ -305,16 +263,11 @@ fn json_string(text: &str) -> String {
 }
 
 fn parameter(param: &str, message: &str) -> GatewayError {
-    GatewayError::InvalidParameter {
-        param: param.to_owned(),
-        message: message.to_owned(),
-    }
+    GatewayError::InvalidParameter { param: param.to_owned(), message: message.to_owned() }
 }
 
 fn invalid_json(detail: &str) -> GatewayError {
-    GatewayError::InvalidJson {
-        detail: detail.to_owned(),
-    }
+    GatewayError::InvalidJson { detail: detail.to_owned() }
 }
 
 #[cfg(test)]

@@ -28,20 +28,11 @@ pub fn generate() -> String {
     }
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex = bytes
-        .iter()
-        .fold(String::with_capacity(32), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        });
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    let hex = bytes.iter().fold(String::with_capacity(32), |mut hex, byte| {
+        let _ = write!(hex, "{byte:02x}");
+        hex
+    });
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }
 
 /// The id to use for a request with this header.
@@ -74,11 +65,7 @@ mod tests {
         ];
         for (header, kept) in cases {
             assert_eq!(accept(header).is_some(), kept, "{header:?}");
-            assert_eq!(
-                for_request(header) == header.unwrap_or_default(),
-                kept,
-                "{header:?}"
-            );
+            assert_eq!(for_request(header) == header.unwrap_or_default(), kept, "{header:?}");
         }
     }
 

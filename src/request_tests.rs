@@ -31,10 +31,7 @@ fn param_of(body: &[u8]) -> String {
             GatewayError::InvalidParameter { param, .. } | GatewayError::DuplicateKey { param },
         ) => param,
         Err(GatewayError::InvalidJson { .. }) => "(json)".into(),
-        other => panic!(
-            "expected a 400 for {}: {other:?}",
-            String::from_utf8_lossy(body)
-        ),
+        other => panic!("expected a 400 for {}: {other:?}", String::from_utf8_lossy(body)),
     }
 }
 
@@ -59,11 +56,7 @@ fn defaults_fill_what_is_missing_or_null_and_never_override() {
         .unwrap_or_default();
     let value: Value = serde_json::from_str(&shaped).unwrap_or_default();
     assert_eq!(value["temperature"], json!(0));
-    assert_eq!(
-        value.get("max_tokens"),
-        None,
-        "max_completion_tokens already sets the limit"
-    );
+    assert_eq!(value.get("max_tokens"), None, "max_completion_tokens already sets the limit");
 }
 
 #[test]
@@ -82,10 +75,7 @@ fn model_and_stream_are_read() {
         br#"{"model":"zaguanai/x","messages":[{"role":"user","content":""}],"stream":true}"#,
     );
     let request = request.ok();
-    assert_eq!(
-        request.as_ref().map(|r| r.model.as_str()),
-        Some("zaguanai/x")
-    );
+    assert_eq!(request.as_ref().map(|r| r.model.as_str()), Some("zaguanai/x"));
     assert_eq!(request.map(|r| r.stream), Some(true));
 }
 
@@ -106,35 +96,17 @@ fn each_bad_request_names_its_parameter() {
         (r#"{"model":"a","messages":null}"#.into(), "messages"),
         (r#"{"model":"a","messages":[]}"#.into(), "messages"),
         (r#"{"model":"a","messages":"hi"}"#.into(), "messages"),
-        (
-            r#"{"model":"a","messages":{"role":"user"}}"#.into(),
-            "messages",
-        ),
+        (r#"{"model":"a","messages":{"role":"user"}}"#.into(), "messages"),
         (r#"{"model":"a","messages":[1]}"#.into(), "messages[0]"),
         (
             r#"{"model":"a","messages":[{"role":"user"},{"content":"x"}]}"#.into(),
             "messages[1].role",
         ),
-        (
-            r#"{"model":"a","messages":[{"role":"wizard"}]}"#.into(),
-            "messages[0].role",
-        ),
-        (
-            r#"{"model":"a","messages":[{"role":7}]}"#.into(),
-            "messages[0]",
-        ),
-        (
-            format!(r#"{{"model":"a","messages":{user},"stream":"yes"}}"#),
-            "stream",
-        ),
-        (
-            format!(r#"{{"model":"a","messages":{user},"model":"b"}}"#),
-            "model",
-        ),
-        (
-            format!(r#"{{"model":"a","messages":{user},"n":1,"n":2}}"#),
-            "n",
-        ),
+        (r#"{"model":"a","messages":[{"role":"wizard"}]}"#.into(), "messages[0].role"),
+        (r#"{"model":"a","messages":[{"role":7}]}"#.into(), "messages[0]"),
+        (format!(r#"{{"model":"a","messages":{user},"stream":"yes"}}"#), "stream"),
+        (format!(r#"{{"model":"a","messages":{user},"model":"b"}}"#), "model"),
+        (format!(r#"{{"model":"a","messages":{user},"n":1,"n":2}}"#), "n"),
     ];
     for (body, param) in cases {
         assert_eq!(param_of(body.as_bytes()), param, "{body}");
@@ -235,32 +207,14 @@ fn limits_cap_tokens_and_fix_parameters() {
         r#"{{"model":"a",{user},"max_tokens":5000,"temperature":1.9,"logit_bias":{{"1":5}},"top_p":0.5}}"#
     ));
     assert_eq!(asked["max_tokens"], json!(300));
-    assert_eq!(
-        asked["temperature"],
-        json!(0.8),
-        "the persona's default replaces a fixed value"
-    );
-    assert_eq!(
-        asked.get("logit_bias"),
-        None,
-        "a fixed parameter without a default is dropped"
-    );
+    assert_eq!(asked["temperature"], json!(0.8), "the persona's default replaces a fixed value");
+    assert_eq!(asked.get("logit_bias"), None, "a fixed parameter without a default is dropped");
     assert_eq!(asked["top_p"], json!(0.5));
-    let modest = upstream(&format!(
-        r#"{{"model":"a",{user},"max_completion_tokens":200}}"#
-    ));
+    let modest = upstream(&format!(r#"{{"model":"a",{user},"max_completion_tokens":200}}"#));
     assert_eq!(modest["max_completion_tokens"], json!(200));
     assert_eq!(modest.get("max_tokens"), None);
     let silent = upstream(&format!(r#"{{"model":"a",{user}}}"#));
-    assert_eq!(
-        silent["max_tokens"],
-        json!(300),
-        "a request that asks nothing gets the cap"
-    );
+    assert_eq!(silent["max_tokens"], json!(300), "a request that asks nothing gets the cap");
     let odd = upstream(&format!(r#"{{"model":"a",{user},"max_tokens":"many"}}"#));
-    assert_eq!(
-        odd["max_tokens"],
-        json!("many"),
-        "left for the upstream to refuse"
-    );
+    assert_eq!(odd["max_tokens"], json!("many"), "left for the upstream to refuse");
 }

@@ -43,9 +43,7 @@ pub fn retry_after(retry_after_ms: Option<&str>, retry_after: Option<&str>) -> O
         .filter(|ms| ms.is_finite() && *ms >= 0.0)
         .map(|ms| Duration::from_secs_f64(ms.min(1e9) / 1000.0));
     millis.or_else(|| {
-        retry_after
-            .and_then(|text| text.trim().parse::<u64>().ok())
-            .map(Duration::from_secs)
+        retry_after.and_then(|text| text.trim().parse::<u64>().ok()).map(Duration::from_secs)
     })
 }
 
@@ -75,10 +73,7 @@ impl Policy {
     /// Full jitter: a uniform wait between zero and `base * 2^(retry - 1)`, capped.
     fn backoff(&self, next: u32, random: u32) -> Duration {
         let doublings = next.saturating_sub(2).min(20);
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1 << doublings)
-            .min(self.max_delay);
+        let ceiling = self.base_delay.saturating_mul(1 << doublings).min(self.max_delay);
         let fraction = f64::from(random) / f64::from(u32::MAX);
         ceiling.mul_f64(fraction)
     }
@@ -102,25 +97,14 @@ mod tests {
 
     #[test]
     fn backoff_doubles_under_full_jitter_and_stops_at_the_cap() {
-        let policy = Policy {
-            max_attempts: 10,
-            ..Policy::default()
-        };
+        let policy = Policy { max_attempts: 10, ..Policy::default() };
         let top = u32::MAX;
         assert_eq!(policy.delay(2, None, Duration::ZERO, top), Some(MS(250)));
         assert_eq!(policy.delay(3, None, Duration::ZERO, top), Some(MS(500)));
         assert_eq!(policy.delay(4, None, Duration::ZERO, top), Some(MS(1000)));
-        assert_eq!(
-            policy.delay(9, None, Duration::ZERO, top),
-            Some(Duration::from_secs(8))
-        );
-        assert_eq!(
-            policy.delay(3, None, Duration::ZERO, 0),
-            Some(Duration::ZERO)
-        );
-        let half = policy
-            .delay(3, None, Duration::ZERO, u32::MAX / 2)
-            .unwrap_or_default();
+        assert_eq!(policy.delay(9, None, Duration::ZERO, top), Some(Duration::from_secs(8)));
+        assert_eq!(policy.delay(3, None, Duration::ZERO, 0), Some(Duration::ZERO));
+        let half = policy.delay(3, None, Duration::ZERO, u32::MAX / 2).unwrap_or_default();
         assert!((MS(249)..=MS(251)).contains(&half), "{half:?}");
     }
 
@@ -129,45 +113,24 @@ mod tests {
         let policy = Policy::default();
         assert!(policy.delay(3, None, Duration::ZERO, 0).is_some());
         assert_eq!(policy.delay(4, None, Duration::ZERO, 0), None);
-        assert_eq!(
-            policy.delay(2, Some(MS(2000)), Duration::from_secs(19), 0),
-            None
-        );
-        assert_eq!(
-            policy.delay(2, Some(MS(1000)), Duration::from_secs(19), 0),
-            Some(MS(1000))
-        );
+        assert_eq!(policy.delay(2, Some(MS(2000)), Duration::from_secs(19), 0), None);
+        assert_eq!(policy.delay(2, Some(MS(1000)), Duration::from_secs(19), 0), Some(MS(1000)));
     }
 
     #[test]
     fn the_upstreams_advice_is_followed_up_to_the_cap() {
         let policy = Policy::default();
-        assert_eq!(
-            policy.delay(2, Some(MS(1500)), Duration::ZERO, 7),
-            Some(MS(1500))
-        );
-        assert_eq!(
-            policy.delay(2, Some(Duration::from_secs(20)), Duration::ZERO, 7),
-            None
-        );
+        assert_eq!(policy.delay(2, Some(MS(1500)), Duration::ZERO, 7), Some(MS(1500)));
+        assert_eq!(policy.delay(2, Some(Duration::from_secs(20)), Duration::ZERO, 7), None);
     }
 
     #[test]
     fn retry_after_headers_are_read() {
         assert_eq!(retry_after(Some("1500"), Some("20")), Some(MS(1500)));
-        assert_eq!(
-            retry_after(Some("12.5"), None),
-            Some(Duration::from_micros(12_500))
-        );
+        assert_eq!(retry_after(Some("12.5"), None), Some(Duration::from_micros(12_500)));
         assert_eq!(retry_after(None, Some(" 3 ")), Some(Duration::from_secs(3)));
-        assert_eq!(
-            retry_after(Some("soon"), Some("2")),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            retry_after(None, Some("Wed, 21 Oct 2026 07:28:00 GMT")),
-            None
-        );
+        assert_eq!(retry_after(Some("soon"), Some("2")), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(None, Some("Wed, 21 Oct 2026 07:28:00 GMT")), None);
         assert_eq!(retry_after(Some("-1"), Some("-1")), None);
         assert_eq!(retry_after(Some("NaN"), None), None);
         assert_eq!(retry_after(None, None), None);

@@ -42,10 +42,7 @@ pub fn route(method: &str, path: &str) -> Result<Route, GatewayError> {
 }
 
 fn unknown(method: &str, path: &str) -> GatewayError {
-    GatewayError::UnknownPath {
-        method: method.to_owned(),
-        path: path.to_owned(),
-    }
+    GatewayError::UnknownPath { method: method.to_owned(), path: path.to_owned() }
 }
 
 /// Decodes `%XX` escapes; a malformed escape stays as it is, and bytes that do not form UTF-8
@@ -115,10 +112,7 @@ mod tests {
     #[test]
     fn a_405_names_the_allowed_methods() {
         let error = route("GET", "/v1/chat/completions").err();
-        assert!(matches!(
-            error,
-            Some(GatewayError::MethodNotAllowed { allow: "POST", .. })
-        ));
+        assert!(matches!(error, Some(GatewayError::MethodNotAllowed { allow: "POST", .. })));
     }
 
     #[test]

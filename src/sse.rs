@@ -244,10 +244,7 @@ impl Rewriter {
             let line = block_start + self.block.line_start..line_end;
             if line.is_empty() {
                 self.emit(&window[block_start..next], out);
-                self.block = Block {
-                    after_cr: self.block.after_cr,
-                    ..Block::default()
-                };
+                self.block = Block { after_cr: self.block.after_cr, ..Block::default() };
                 block_start = next;
             } else {
                 self.read_line(
@@ -322,10 +319,7 @@ impl Rewriter {
     fn fail(&mut self, out: &mut Vec<u8>) {
         self.failed = true;
         self.pending = Vec::new();
-        let message = format!(
-            "upstream event exceeds the limit of {} bytes",
-            self.max_event_bytes
-        );
+        let message = format!("upstream event exceeds the limit of {} bytes", self.max_event_bytes);
         out.extend_from_slice(&error_event(&message, "upstream_event_too_large"));
     }
 }

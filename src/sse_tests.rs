@@ -35,9 +35,8 @@ fn random_reads(input: &[u8], seed: u64, max_len: usize) -> Vec<&[u8]> {
     let mut reads = Vec::new();
     let mut rest = input;
     while !rest.is_empty() {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
+        state =
+            state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         let len = usize::try_from(state >> 33).unwrap_or(1) % max_len + 1;
         let (read, tail) = rest.split_at(len.min(rest.len()));
         reads.push(read);
@@ -137,10 +136,8 @@ fn b10_an_error_event_mid_stream_passes_unchanged() {
     let error = "data: {\"error\":{\"object\":\"error\",\"message\":\"Requested token count exceeds the model's maximum context length\",\"type\":\"BadRequestError\",\"param\":null,\"code\":400}}\n\n";
     for prefix in ["", "event: error\n"] {
         let input = format!("{}{prefix}{error}data: [DONE]\n\n", chunk("Hi"));
-        let expected = format!(
-            "{}{prefix}{error}data: [DONE]\n\n",
-            chunk("Hi").replace("up-model", PERSONA)
-        );
+        let expected =
+            format!("{}{prefix}{error}data: [DONE]\n\n", chunk("Hi").replace("up-model", PERSONA));
         assert_eq!(run_text(&[&input]), expected);
     }
 }
@@ -164,10 +161,7 @@ fn b17_tool_call_deltas_keep_every_byte() {
     .concat();
     let input = input.as_str();
     let out = run_text(&[input]);
-    assert_eq!(
-        out,
-        input.replace("\"model\":\"up-model\"", "\"model\":\"zaguanai/socrates\"")
-    );
+    assert_eq!(out, input.replace("\"model\":\"up-model\"", "\"model\":\"zaguanai/socrates\""));
     assert!(out.contains("\"index\":0,\"id\":\"call_1\"") && out.contains("\"arguments\":\"\""));
     assert!(out.contains("{\\\"city\\\":\\\"Par"));
 }
@@ -274,18 +268,8 @@ fn a_byte_order_mark_is_kept_and_does_not_hide_the_first_field() {
 
 #[test]
 fn empty_reads_change_nothing_even_after_a_trailing_cr() {
-    let out = run_text(&[
-        "data: {\"model\":\"m\"}\r",
-        "",
-        "\n",
-        "",
-        "\r\n",
-        "data: [DONE]\n\n",
-    ]);
-    assert_eq!(
-        out,
-        "data: {\"model\":\"zaguanai/socrates\"}\r\n\r\ndata: [DONE]\n\n"
-    );
+    let out = run_text(&["data: {\"model\":\"m\"}\r", "", "\n", "", "\r\n", "data: [DONE]\n\n"]);
+    assert_eq!(out, "data: {\"model\":\"zaguanai/socrates\"}\r\n\r\ndata: [DONE]\n\n");
 }
 
 /// A stream with every feature at once, for the splitting tests.
@@ -322,9 +306,7 @@ fn any_cutting_into_reads_gives_the_same_bytes() {
 fn assert_only_model_changed(input: &[u8], output: &[u8], name: &str) {
     let split = |bytes: &[u8]| -> Vec<Vec<u8>> {
         let text = String::from_utf8_lossy(bytes).replace("\r\n", "\n");
-        text.split("\n\n")
-            .map(|event| event.as_bytes().to_vec())
-            .collect()
+        text.split("\n\n").map(|event| event.as_bytes().to_vec()).collect()
     };
     let (inputs, outputs) = (split(input), split(output));
     assert_eq!(inputs.len(), outputs.len(), "{name}: event count");
@@ -333,17 +315,9 @@ fn assert_only_model_changed(input: &[u8], output: &[u8], name: &str) {
         let data = before.strip_prefix(b"data: ").unwrap_or(before);
         let model = serde_json::from_slice::<serde_json::Value>(data)
             .ok()
-            .and_then(|value| {
-                value
-                    .get("model")
-                    .and_then(|m| m.as_str())
-                    .map(str::to_owned)
-            });
+            .and_then(|value| value.get("model").and_then(|m| m.as_str()).map(str::to_owned));
         let Some(model) = model else {
-            assert_eq!(
-                before, after,
-                "{name}: an event without a top-level model changed"
-            );
+            assert_eq!(before, after, "{name}: an event without a top-level model changed");
             continue;
         };
         let found = (0..after.len()).any(|at| {
@@ -364,36 +338,20 @@ fn assert_only_model_changed(input: &[u8], output: &[u8], name: &str) {
 fn every_recorded_stream_changes_only_in_model_whole_and_in_any_reads() {
     let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/cases/sse");
     let mut files: Vec<_> = std::fs::read_dir(folder)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|entry| entry.path())
-                .collect()
-        })
+        .map(|entries| entries.filter_map(Result::ok).map(|entry| entry.path()).collect())
         .unwrap_or_default();
     files.retain(|path| path.extension().is_some_and(|ext| ext == "sse"));
     files.sort();
-    assert!(
-        files.len() >= 20,
-        "expected the recorded streams in {folder}"
-    );
+    assert!(files.len() >= 20, "expected the recorded streams in {folder}");
     for path in files {
         let name = path.display().to_string();
         let input = std::fs::read(&path).unwrap_or_default();
         let (whole, ending) = run(&[&input]);
         assert_eq!(ending, Ending::Complete, "{name}");
         assert_only_model_changed(&input, &whole, &name);
-        assert_eq!(
-            run(&one_byte_reads(&input)).0,
-            whole,
-            "{name}: one-byte reads"
-        );
+        assert_eq!(run(&one_byte_reads(&input)).0, whole, "{name}: one-byte reads");
         for seed in 0..8 {
-            assert_eq!(
-                run(&random_reads(&input, seed, 3000)).0,
-                whole,
-                "{name}: seed {seed}"
-            );
+            assert_eq!(run(&random_reads(&input, seed, 3000)).0, whole, "{name}: seed {seed}");
         }
     }
 }
@@ -418,10 +376,7 @@ fn a_multi_megabyte_event_in_small_reads_stays_linear() {
     assert!(small <= 2 * small_len + 64, "{small} for {small_len} bytes");
     assert!(large <= 2 * large_len + 64, "{large} for {large_len} bytes");
     // Within 2.5 % of four times: 39 × small ≤ 10 × large ≤ 41 × small.
-    assert!(
-        39 * small <= 10 * large && 10 * large <= 41 * small,
-        "{small} then {large}"
-    );
+    assert!(39 * small <= 10 * large && 10 * large <= 41 * small, "{small} then {large}");
 }
 
 #[test]
@@ -448,11 +403,7 @@ fn usage_is_read_and_usage_only_chunks_are_held_back_when_asked() {
             format!("{finish}data: [DONE]\n\n"),
             (1, 1, 2),
         ),
-        (
-            format!("{on_finish}data: [DONE]\n\n"),
-            format!("{on_finish}data: [DONE]\n\n"),
-            (4, 5, 9),
-        ),
+        (format!("{on_finish}data: [DONE]\n\n"), format!("{on_finish}data: [DONE]\n\n"), (4, 5, 9)),
     ];
     for (input, kept, tokens) in cases {
         for drop in [false, true] {
@@ -466,10 +417,7 @@ fn usage_is_read_and_usage_only_chunks_are_held_back_when_asked() {
             }
             rewriter.finish(&mut out);
             let shown = if drop { &kept } else { &input };
-            assert_eq!(
-                String::from_utf8(out).unwrap_or_default(),
-                shown.replace("\"m\"", "\"p\"")
-            );
+            assert_eq!(String::from_utf8(out).unwrap_or_default(), shown.replace("\"m\"", "\"p\""));
             assert_eq!(rewriter.usage(), expected(tokens), "{input}");
         }
     }

@@ -69,10 +69,7 @@ pub fn redact(body: &[u8], secret: &str) -> Vec<u8> {
     }
     let mut out = Vec::with_capacity(body.len());
     let mut rest = body;
-    while let Some(at) = rest
-        .windows(secret.len())
-        .position(|window| window == secret)
-    {
+    while let Some(at) = rest.windows(secret.len()).position(|window| window == secret) {
         out.extend_from_slice(&rest[..at]);
         out.extend_from_slice(b"[redacted]");
         rest = &rest[at + secret.len()..];
@@ -88,26 +85,13 @@ mod tests {
     #[test]
     fn openai_errors_pass_and_other_bodies_become_502() {
         let openai = br#"{"error":{"message":"Incorrect API key provided.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
-        assert_eq!(
-            error_body(401, openai, "sk-secret-key"),
-            Ok(openai.to_vec())
-        );
+        assert_eq!(error_body(401, openai, "sk-secret-key"), Ok(openai.to_vec()));
         let html = b"<html><head><title>502 Bad Gateway</title></head></html>";
-        let others: [&[u8]; 5] = [
-            html,
-            b"",
-            b"{\"error\":\"text\"}",
-            b"{\"message\":\"x\"}",
-            b"null",
-        ];
+        let others: [&[u8]; 5] =
+            [html, b"", b"{\"error\":\"text\"}", b"{\"message\":\"x\"}", b"null"];
         for body in others {
             let error = error_body(502, body, "sk-secret-key").err();
-            assert_eq!(
-                error.map(|e| e.status()),
-                Some(502),
-                "{}",
-                String::from_utf8_lossy(body)
-            );
+            assert_eq!(error.map(|e| e.status()), Some(502), "{}", String::from_utf8_lossy(body));
         }
     }
 
@@ -124,12 +108,9 @@ mod tests {
 
     #[test]
     fn rate_limit_headers_are_recognised() {
-        for name in [
-            "retry-after",
-            "Retry-After",
-            "retry-after-ms",
-            "x-ratelimit-remaining-requests",
-        ] {
+        for name in
+            ["retry-after", "Retry-After", "retry-after-ms", "x-ratelimit-remaining-requests"]
+        {
             assert!(is_passed_header(name), "{name}");
         }
         for name in ["set-cookie", "content-length", "x-request-id", "server"] {
@@ -141,20 +122,12 @@ mod tests {
     fn completions_change_only_in_top_level_model() {
         let body = br#"{"id":"x","model":"up","choices":[{"message":{"content":"\"model\":\"up\""}}],"usage":{"model":"up"},"big":1.50e+3}"#;
         let (out, usage) = rewrite_completion(body, b"\"zaguanai/socrates\"").unwrap_or_default();
-        assert_eq!(
-            usage,
-            Some(Usage::default()),
-            "a usage without counts reads as zeros"
-        );
+        assert_eq!(usage, Some(Usage::default()), "a usage without counts reads as zeros");
         let expected = br#"{"id":"x","model":"zaguanai/socrates","choices":[{"message":{"content":"\"model\":\"up\""}}],"usage":{"model":"up"},"big":1.50e+3}"#;
         assert_eq!(out, expected.to_vec());
         let with_usage = br#"{"model":"m","usage":{"prompt_tokens":3,"total_tokens":5}}"#;
         let usage = rewrite_completion(with_usage, b"\"x\"").map(|(_, usage)| usage);
-        let expected = Usage {
-            prompt_tokens: 3,
-            completion_tokens: 0,
-            total_tokens: 5,
-        };
+        let expected = Usage { prompt_tokens: 3, completion_tokens: 0, total_tokens: 5 };
         assert_eq!(usage, Ok(Some(expected)));
         assert!(rewrite_completion(b"<html>", b"\"x\"").is_err());
         assert!(rewrite_completion(b"[1]", b"\"x\"").is_err());

@@ -29,14 +29,8 @@ impl Usage {
 /// Whether a `choices` value is an empty array, whatever the white space inside it.
 #[must_use]
 pub fn is_empty_array(text: &[u8]) -> bool {
-    let inner = text
-        .strip_prefix(b"[")
-        .and_then(|rest| rest.strip_suffix(b"]"));
-    inner.is_some_and(|inner| {
-        inner
-            .iter()
-            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
-    })
+    let inner = text.strip_prefix(b"[").and_then(|rest| rest.strip_suffix(b"]"));
+    inner.is_some_and(|inner| inner.iter().all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')))
 }
 
 #[cfg(test)]
@@ -46,22 +40,9 @@ mod tests {
     #[test]
     fn usage_objects_are_read_and_other_values_are_not() {
         let usage = Usage::parse(br#"{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11,"prompt_tokens_details":null}"#);
-        assert_eq!(
-            usage,
-            Some(Usage {
-                prompt_tokens: 9,
-                completion_tokens: 2,
-                total_tokens: 11
-            })
-        );
+        assert_eq!(usage, Some(Usage { prompt_tokens: 9, completion_tokens: 2, total_tokens: 11 }));
         let partial = Usage::parse(br#"{"prompt_tokens":9,"completion_tokens":null}"#);
-        assert_eq!(
-            partial,
-            Some(Usage {
-                prompt_tokens: 9,
-                ..Usage::default()
-            })
-        );
+        assert_eq!(partial, Some(Usage { prompt_tokens: 9, ..Usage::default() }));
         assert_eq!(Usage::parse(b"null"), None);
         assert_eq!(Usage::parse(b"[1]"), None);
         assert_eq!(Usage::parse(br#"{"prompt_tokens":-1}"#), None);

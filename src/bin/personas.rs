@@ -80,11 +80,7 @@ fn run_sync(dir: &Path, target: Target) -> ExitCode {
     if !catalog.faults.is_empty() {
         return report_faults(&catalog.faults, "nothing was synced");
     }
-    let personas: Vec<_> = catalog
-        .entries
-        .into_iter()
-        .map(|entry| entry.persona)
-        .collect();
+    let personas: Vec<_> = catalog.entries.into_iter().map(|entry| entry.persona).collect();
 
     match sync::sync_personas(&personas, target) {
         Ok(summary) => {
@@ -101,10 +97,7 @@ fn run_sync(dir: &Path, target: Target) -> ExitCode {
 /// `ok  <id>  <name>  <upstream model>`.
 fn check_line(entry: &Entry) -> String {
     let persona = &entry.persona;
-    format!(
-        "ok  {}  {}  {}",
-        persona.id, persona.name, persona.upstream_model
-    )
+    format!("ok  {}  {}  {}", persona.id, persona.name, persona.upstream_model)
 }
 
 fn report_faults(faults: &[Fault], outcome: &str) -> ExitCode {

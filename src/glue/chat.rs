@@ -1,6 +1,9 @@
 //! `POST /v1/chat/completions`: shape the request for the persona, call Zaguan, and hand back
 //! its answer with the persona's id as the model.
 
+use wasm_bindgen::JsValue;
+use worker::js_sys::futures::JsFuture;
+use worker::js_sys::Uint8Array;
 use worker::{Env, Headers, Response};
 
 use super::config::Config;
@@ -33,33 +36,23 @@ pub async fn complete(
     trace.upstream_model = Some(persona.upstream_model.clone());
     trace.stream = request.stream;
 
-    let api_key = config
-        .api_key
-        .as_deref()
-        .ok_or_else(|| GatewayError::Misconfigured {
-            what: "the secret ZAGUAN_API_KEY is not set".to_owned(),
-        })?;
+    let api_key = config.api_key.as_deref().ok_or_else(|| GatewayError::Misconfigured {
+        what: "the secret ZAGUAN_API_KEY is not set".to_owned(),
+    })?;
     let body = request.to_upstream_body(&persona, true);
     let client = incoming.client.as_ref();
-    let Answer {
-        mut response,
-        switch,
-    } = upstream::call(config, api_key, trace, request.stream, &body, client).await?;
+    let Answer { response, switch } =
+        upstream::call(config, api_key, trace, request.stream, &body, client).await?;
     trace.upstream_first_byte_ms = Some(trace.elapsed());
 
     let status = response.status_code();
     if !(200..300).contains(&status) {
         trace.outcome = Some(Outcome::UpstreamError);
-        return pass_error(&mut response, status, api_key).await;
+        return pass_error(&response, status, api_key).await;
     }
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let content_type = response.headers().get("content-type").ok().flatten().unwrap_or_default();
     if !content_type.starts_with("text/event-stream") {
-        return complete_whole(&mut response, status, &persona_id, trace).await;
+        return complete_whole(&response, status, &persona_id, trace).await;
     }
     let mut rewriter = Rewriter::with_max_event_bytes(&persona_id, config.max_event_bytes);
     if !request.wants_usage() {
@@ -78,53 +71,52 @@ pub async fn complete(
 
 /// A non-streaming answer: the completion with its `model` rewritten.
 async fn complete_whole(
-    response: &mut Response,
+    response: &Response,
     status: u16,
     persona_id: &str,
     trace: &mut Trace,
 ) -> Result<Response, GatewayError> {
-    let body = response
-        .bytes()
-        .await
-        .map_err(|error| GatewayError::UpstreamUnreachable {
-            reason: error.to_string(),
-        })?;
+    let body = read_whole(response).await?;
     let literal = serde_json::Value::from(persona_id).to_string();
     let (rewritten, usage) = crate::upstream::rewrite_completion(&body, literal.as_bytes())?;
     trace.usage = usage;
     trace.bytes_out = rewritten.len() as u64;
     let headers = Headers::new();
-    headers
-        .set("content-type", "application/json")
-        .map_err(internal)?;
-    Ok(Response::builder()
-        .with_status(status)
-        .with_headers(headers)
-        .fixed(rewritten))
+    headers.set("content-type", "application/json").map_err(internal)?;
+    Ok(Response::builder().with_status(status).with_headers(headers).fixed(rewritten))
 }
 
 /// An upstream error: its OpenAI-shaped body and rate-limit headers as they came, or a 502 of
 /// ours when the body is anything else.
 async fn pass_error(
-    response: &mut Response,
+    response: &Response,
     status: u16,
     api_key: &str,
 ) -> Result<Response, GatewayError> {
-    let body = response.bytes().await.unwrap_or_default();
+    let body = read_whole(response).await.unwrap_or_default();
     let body = crate::upstream::error_body(status, &body, api_key)?;
     let headers = Headers::new();
-    headers
-        .set("content-type", "application/json")
-        .map_err(internal)?;
+    headers.set("content-type", "application/json").map_err(internal)?;
     for (name, value) in response.headers().entries() {
         if crate::upstream::is_passed_header(&name) {
             headers.set(&name, &value).map_err(internal)?;
         }
     }
-    Ok(Response::builder()
-        .with_status(status)
-        .with_headers(headers)
-        .fixed(body))
+    Ok(Response::builder().with_status(status).with_headers(headers).fixed(body))
+}
+
+/// The whole upstream body, read natively in one call rather than chunk by chunk through wasm.
+async fn read_whole(response: &Response) -> Result<Vec<u8>, GatewayError> {
+    let worker::ResponseBody::Stream(body) = response.body() else {
+        return Ok(Vec::new());
+    };
+    let unreachable = |error: JsValue| GatewayError::UpstreamUnreachable {
+        reason: error.as_string().unwrap_or_else(|| "the upstream body broke off".to_owned()),
+    };
+    let whole = web_sys::Response::new_with_opt_readable_stream(Some(body)).map_err(unreachable)?;
+    let buffer =
+        JsFuture::from(whole.array_buffer().map_err(unreachable)?).await.map_err(unreachable)?;
+    Ok(Uint8Array::new(&buffer).to_vec())
 }
 
 fn stream_answer(
@@ -133,9 +125,7 @@ fn stream_answer(
     server_timing: &str,
 ) -> Result<Response, GatewayError> {
     let worker::ResponseBody::Stream(body) = response.body() else {
-        return Err(GatewayError::UpstreamInvalid {
-            reason: "the stream has no body".to_owned(),
-        });
+        return Err(GatewayError::UpstreamInvalid { reason: "the stream has no body".to_owned() });
     };
     let rewritten = stream::rewrite(body, setup).map_err(|error| internal(format!("{error:?}")))?;
     let headers = Headers::new();
@@ -147,8 +137,5 @@ fn stream_answer(
     ] {
         headers.set(name, value).map_err(internal)?;
     }
-    Ok(Response::builder()
-        .with_status(200)
-        .with_headers(headers)
-        .stream(rewritten))
+    Ok(Response::builder().with_status(200).with_headers(headers).stream(rewritten))
 }

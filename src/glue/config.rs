@@ -39,6 +39,8 @@ pub struct Config {
     pub persona_cache: Duration,
     /// `LOG_LEVEL`: off, error, warn or info.
     pub log_level: LogLevel,
+    /// The SHA-256 digests of the keys in the `GATEWAY_API_KEYS` secret.
+    pub client_keys: Vec<crate::auth::Digest>,
     /// `ALLOW_ANONYMOUS=true`: serve clients that send no key.
     pub allow_anonymous: bool,
     /// `RATE_LIMIT_PERIOD_SECONDS`: the limiter's period, sent as `retry-after` on a 429.
@@ -49,31 +51,38 @@ pub struct Config {
     pub max_body_bytes: usize,
 }
 
+thread_local! {
+    /// The settings, read once per isolate: vars and secrets do not change while it lives.
+    static CURRENT: std::cell::RefCell<Option<std::rc::Rc<Config>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
 impl Config {
-    pub fn from_env(env: &Env) -> Self {
+    /// The isolate's settings, read from `env` on first use.
+    pub fn get(env: &Env) -> std::rc::Rc<Self> {
+        CURRENT.with_borrow_mut(|current| {
+            std::rc::Rc::clone(current.get_or_insert_with(|| std::rc::Rc::new(Self::from_env(env))))
+        })
+    }
+
+    fn from_env(env: &Env) -> Self {
         let text = |name: &str| env.var(name).ok().map(|value| value.to_string());
         let number = |name: &str, default: u64| {
-            text(name)
-                .and_then(|value| value.trim().parse::<u64>().ok())
-                .unwrap_or(default)
+            text(name).and_then(|value| value.trim().parse::<u64>().ok()).unwrap_or(default)
         };
         let millis = |name: &str, default: u64| Duration::from_millis(number(name, default));
         let defaults = Policy::default();
         Self {
             prefix: text("PERSONA_PREFIX").unwrap_or_else(|| "zaguanai/".to_owned()),
-            base_url: text("ZAGUAN_BASE_URL")
-                .filter(|url| !url.is_empty())
-                .map_or_else(
-                    || "https://api.zaguanai.com/v1".to_owned(),
-                    |url| url.trim_end_matches('/').to_owned(),
-                ),
+            base_url: text("ZAGUAN_BASE_URL").filter(|url| !url.is_empty()).map_or_else(
+                || "https://api.zaguanai.com/v1".to_owned(),
+                |url| url.trim_end_matches('/').to_owned(),
+            ),
             api_key: text("ZAGUAN_API_KEY").filter(|key| !key.is_empty()),
             first_byte_timeout: millis("UPSTREAM_FIRST_BYTE_TIMEOUT_MS", 60_000),
             idle_timeout: millis("UPSTREAM_IDLE_TIMEOUT_MS", 60_000),
             retry: Policy {
-                max_attempts: u32::try_from(number("RETRY_MAX_ATTEMPTS", 3))
-                    .unwrap_or(3)
-                    .max(1),
+                max_attempts: u32::try_from(number("RETRY_MAX_ATTEMPTS", 3)).unwrap_or(3).max(1),
                 base_delay: millis("RETRY_BASE_DELAY_MS", as_millis(defaults.base_delay)),
                 max_delay: millis("RETRY_MAX_DELAY_MS", as_millis(defaults.max_delay)),
                 budget: millis("RETRY_BUDGET_MS", as_millis(defaults.budget)),
@@ -90,6 +99,12 @@ impl Config {
                 Some("warn") => LogLevel::Warn,
                 _ => LogLevel::Info,
             },
+            client_keys: crate::auth::configured_keys(
+                &text("GATEWAY_API_KEYS").unwrap_or_default(),
+            )
+            .into_iter()
+            .map(crate::auth::digest)
+            .collect(),
             allow_anonymous: text("ALLOW_ANONYMOUS").is_some_and(|flag| flag.trim() == "true"),
             rate_limit_period: number("RATE_LIMIT_PERIOD_SECONDS", 60),
             allowed_origins: text("ALLOWED_ORIGINS").unwrap_or_default(),

@@ -27,7 +27,7 @@ fn start() {
 async fn fetch(request: Request, env: Env, _context: Context) -> worker::Result<Response> {
     let header = |name: &str| request.headers().get(name).ok().flatten();
     let id = request_id::for_request(header("x-request-id").as_deref());
-    let config = Config::from_env(&env);
+    let config = Config::get(&env);
     let origin = header("origin");
     let origin =
         cors::allowed_origin(&config.allowed_origins, origin.as_deref()).map(str::to_owned);
@@ -55,9 +55,7 @@ async fn fetch(request: Request, env: Env, _context: Context) -> worker::Result<
         allow_origin(headers, origin);
     }
     let status = response.status_code();
-    let outcome = trace
-        .outcome
-        .unwrap_or_else(|| Outcome::from_status(status));
+    let outcome = trace.outcome.unwrap_or_else(|| Outcome::from_status(status));
     trace.finish(status, outcome);
     Ok(response)
 }
@@ -83,18 +81,12 @@ async fn handle(
         Route::RetrieveModel(model) => {
             let persona = personas::find(env, config, &model).await?;
             let public = crate::persona::PublicPersona::from(&*persona);
-            json_response(
-                200,
-                models::model_object(&public, &config.prefix).to_string(),
-            )
+            json_response(200, models::model_object(&public, &config.prefix).to_string())
         }
         Route::ChatCompletions => {
             let body = read_body(&mut request, config.max_body_bytes).await?;
             let client = Some(request.inner().signal());
-            let incoming = chat::Incoming {
-                body: &body,
-                client,
-            };
+            let incoming = chat::Incoming { body: &body, client };
             chat::complete(incoming, env, config, trace).await
         }
     }
@@ -104,10 +96,7 @@ async fn handle(
 /// read, by its real length after).
 async fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, GatewayError> {
     let declared = request.headers().get("content-length").ok().flatten();
-    if declared
-        .and_then(|length| length.trim().parse::<usize>().ok())
-        .is_some_and(|n| n > limit)
-    {
+    if declared.and_then(|length| length.trim().parse::<usize>().ok()).is_some_and(|n| n > limit) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
     let body = request.bytes().await.map_err(internal)?;
@@ -128,10 +117,7 @@ fn preflight(origin: Option<&str>, requested: Option<&str>) -> Response {
         let _ = headers.set("access-control-allow-headers", &allowed);
         let _ = headers.set("access-control-max-age", cors::MAX_AGE);
     }
-    Response::builder()
-        .with_status(204)
-        .with_headers(headers)
-        .empty()
+    Response::builder().with_status(204).with_headers(headers).empty()
 }
 
 fn allow_origin(headers: &Headers, origin: &str) {
@@ -143,13 +129,8 @@ fn allow_origin(headers: &Headers, origin: &str) {
 /// A JSON response with the status given.
 fn json_response(status: u16, body: String) -> Result<Response, GatewayError> {
     let headers = Headers::new();
-    headers
-        .set("content-type", "application/json")
-        .map_err(internal)?;
-    Ok(Response::builder()
-        .with_status(status)
-        .with_headers(headers)
-        .fixed(body.into_bytes()))
+    headers.set("content-type", "application/json").map_err(internal)?;
+    Ok(Response::builder().with_status(status).with_headers(headers).fixed(body.into_bytes()))
 }
 
 /// The OpenAI error object for a failure, with `Allow` on a 405, `WWW-Authenticate` on a 401
@@ -177,7 +158,5 @@ fn error_response(error: &GatewayError, config: &Config) -> Response {
 
 /// A runtime failure that should not happen, kept for the log, never shown to the client.
 fn internal(error: impl std::fmt::Display) -> GatewayError {
-    GatewayError::Internal {
-        reason: error.to_string(),
-    }
+    GatewayError::Internal { reason: error.to_string() }
 }

@@ -193,10 +193,7 @@ impl Trace {
             return;
         };
         let usage = self.usage.unwrap_or_default();
-        #[allow(
-            clippy::cast_precision_loss,
-            reason = "token counts stay far below 2^53"
-        )]
+        #[allow(clippy::cast_precision_loss, reason = "token counts stay far below 2^53")]
         let doubles = [
             1.0,
             if outcome == Outcome::Ok { 0.0 } else { 1.0 },
@@ -210,12 +207,7 @@ impl Trace {
         let status = status.to_string();
         let point = AnalyticsEngineDataPointBuilder::new()
             .indexes([persona.as_str()])
-            .blobs([
-                persona.as_str(),
-                upstream_model.as_str(),
-                outcome.as_str(),
-                status.as_str(),
-            ])
+            .blobs([persona.as_str(), upstream_model.as_str(), outcome.as_str(), status.as_str()])
             .doubles(doubles);
         // Metrics are best effort: a failed write must not fail the request.
         let _ = point.write_to(metrics);

@@ -50,13 +50,7 @@ pub struct Setup {
 
 /// `body` rewritten, as the stream to send the client.
 pub fn rewrite(body: &ReadableStream, setup: Setup) -> Result<ReadableStream, JsValue> {
-    let Setup {
-        rewriter,
-        trace,
-        switch,
-        idle_timeout,
-        client,
-    } = setup;
+    let Setup { rewriter, trace, switch, idle_timeout, client } = setup;
     let state: Shared = Rc::new(RefCell::new(State {
         rewriter,
         input: Vec::new(),
@@ -133,11 +127,7 @@ fn flush(shared: Shared) -> JsValue {
             enqueue(&controller, state)?;
             ending
         };
-        let outcome = if ending == Ending::Complete {
-            Outcome::Ok
-        } else {
-            Outcome::UpstreamError
-        };
+        let outcome = if ending == Ending::Complete { Outcome::Ok } else { Outcome::UpstreamError };
         end(&shared, outcome);
         Ok::<(), JsValue>(())
     };
@@ -187,10 +177,7 @@ fn failure(outcome: Outcome) -> Option<(&'static str, &'static str)> {
         Outcome::Ok => None,
         Outcome::ClientGone => Some(("client_gone", "the client left mid-stream")),
         Outcome::Timeout => Some(("upstream_idle_timeout", "the upstream went quiet")),
-        _ => Some((
-            "upstream_stream_broken",
-            "the upstream stream was cut or oversized",
-        )),
+        _ => Some(("upstream_stream_broken", "the upstream stream was cut or oversized")),
     }
 }
 
@@ -230,10 +217,8 @@ fn arm_watchdog(shared: &Shared, idle_timeout: Duration) -> Result<(), JsValue> 
 fn time_out(shared: &Shared) {
     if let Ok(state) = shared.try_borrow() {
         if let Some(controller) = &state.controller {
-            let event = error_event(
-                "the upstream sent nothing for too long",
-                "upstream_idle_timeout",
-            );
+            let event =
+                error_event("the upstream sent nothing for too long", "upstream_idle_timeout");
             let _ = controller.enqueue_with_chunk(&Uint8Array::from(event.as_slice()));
             controller.terminate();
         }

@@ -56,10 +56,7 @@ pub async fn call(
             Err(GatewayError::UpstreamUnreachable { .. }) => None,
             _ => return outcome.map(|response| Answer { response, switch }),
         };
-        let Some(delay) = config
-            .retry
-            .delay(trace.attempts + 1, advice, waited, random())
-        else {
+        let Some(delay) = config.retry.delay(trace.attempts + 1, advice, waited, random()) else {
             return outcome.map(|response| Answer { response, switch });
         };
         if let Ok(mut response) = outcome {
@@ -87,9 +84,9 @@ async fn attempt(
     let sending = fetch.send_with_signal(&signal);
     let timeout = Delay::from(config.first_byte_timeout);
     let answer = match select(Box::pin(sending), timeout).await {
-        Either::Left((answer, _)) => answer.map_err(|error| GatewayError::UpstreamUnreachable {
-            reason: error.to_string(),
-        }),
+        Either::Left((answer, _)) => {
+            answer.map_err(|error| GatewayError::UpstreamUnreachable { reason: error.to_string() })
+        }
         Either::Right(((), _)) => {
             abort(switch);
             let seconds = config.first_byte_timeout.as_secs();
@@ -107,27 +104,18 @@ fn build(
     body: &str,
 ) -> Result<Request, GatewayError> {
     let headers = Headers::new();
-    let accept = if stream {
-        "text/event-stream"
-    } else {
-        "application/json"
-    };
+    let accept = if stream { "text/event-stream" } else { "application/json" };
     for (name, value) in [
         ("authorization", format!("Bearer {api_key}").as_str()),
         ("content-type", "application/json"),
         ("accept", accept),
         ("x-request-id", request_id),
-        (
-            "user-agent",
-            concat!("persona-gateway/", env!("CARGO_PKG_VERSION")),
-        ),
+        ("user-agent", concat!("persona-gateway/", env!("CARGO_PKG_VERSION"))),
     ] {
         headers.set(name, value).map_err(internal)?;
     }
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(body.into()));
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
     let url = format!("{}/chat/completions", config.base_url);
     Request::new_with_init(&url, &init).map_err(|_| GatewayError::Misconfigured {
         what: "ZAGUAN_BASE_URL is not a valid URL".to_owned(),

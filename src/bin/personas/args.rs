@@ -46,12 +46,7 @@ pub fn parse_arguments(arguments: impl IntoIterator<Item = OsString>) -> Result<
             Some(name @ ("check" | "sync")) if options.command.is_none() => {
                 options.command = Some(name.to_owned());
             }
-            _ => {
-                return Err(format!(
-                    "unexpected argument `{}`",
-                    argument.to_string_lossy()
-                ))
-            }
+            _ => return Err(format!("unexpected argument `{}`", argument.to_string_lossy())),
         }
     }
     command_from_options(options)
@@ -98,40 +93,19 @@ mod tests {
     fn commands_and_options_are_read() {
         let personas = PathBuf::from(DEFAULT_DIR);
         let cases = [
-            (
-                "check",
-                Command::Check {
-                    dir: personas.clone(),
-                },
-            ),
-            (
-                "check --dir /tmp/p",
-                Command::Check {
-                    dir: "/tmp/p".into(),
-                },
-            ),
+            ("check", Command::Check { dir: personas.clone() }),
+            ("check --dir /tmp/p", Command::Check { dir: "/tmp/p".into() }),
             ("--dir x check", Command::Check { dir: "x".into() }),
-            (
-                "sync --remote",
-                Command::Sync {
-                    dir: personas.clone(),
-                    target: Target::Remote,
-                },
-            ),
+            ("sync --remote", Command::Sync { dir: personas.clone(), target: Target::Remote }),
             (
                 "sync --local",
-                Command::Sync {
-                    dir: personas.clone(),
-                    target: Target::Local { persist_to: None },
-                },
+                Command::Sync { dir: personas.clone(), target: Target::Local { persist_to: None } },
             ),
             (
                 "sync --local --persist-to /tmp/kv --dir d",
                 Command::Sync {
                     dir: "d".into(),
-                    target: Target::Local {
-                        persist_to: Some("/tmp/kv".into()),
-                    },
+                    target: Target::Local { persist_to: Some("/tmp/kv".into()) },
                 },
             ),
             ("check --help", Command::Help),

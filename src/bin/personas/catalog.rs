@@ -28,10 +28,7 @@ impl fmt::Display for Fault {
 
 impl Fault {
     fn new(file: &Path, detail: impl Into<String>) -> Self {
-        Self {
-            file: file.to_path_buf(),
-            detail: detail.into(),
-        }
+        Self { file: file.to_path_buf(), detail: detail.into() }
     }
 }
 
@@ -55,12 +52,7 @@ pub struct Catalog {
 pub fn read_catalog(dir: &Path) -> Catalog {
     let files = match list_persona_files(dir) {
         Ok(files) => files,
-        Err(fault) => {
-            return Catalog {
-                entries: Vec::new(),
-                faults: vec![fault],
-            }
-        }
+        Err(fault) => return Catalog { entries: Vec::new(), faults: vec![fault] },
     };
     let mut faults = Vec::new();
     let shared = read_shared(dir).unwrap_or_else(|fault| {
@@ -135,10 +127,7 @@ fn read_entry(file: &Path, shared: &str) -> Result<Entry, Fault> {
     let text = fs::read_to_string(file)
         .map_err(|error| Fault::new(file, format!("cannot read: {error}")))?;
     let persona = parse_persona(&text, shared).map_err(|detail| Fault::new(file, detail))?;
-    Ok(Entry {
-        file: file.to_path_buf(),
-        persona,
-    })
+    Ok(Entry { file: file.to_path_buf(), persona })
 }
 
 /// The id must be the file name without `.md`, so that one file is one model.
@@ -150,11 +139,7 @@ fn check_file_name(entry: &Entry) -> Option<Fault> {
     let detail = format!(
         "field `id`: is \"{}\" but the file is named {}; they must match",
         entry.persona.id,
-        entry
-            .file
-            .file_name()
-            .map(|name| name.to_string_lossy())
-            .unwrap_or_default(),
+        entry.file.file_name().map(|name| name.to_string_lossy()).unwrap_or_default(),
     );
     Some(Fault::new(&entry.file, detail))
 }
@@ -169,10 +154,7 @@ fn find_duplicates(entries: &[Entry]) -> Vec<Fault> {
         match first_file.get(id) {
             Some(earlier) => faults.push(Fault::new(
                 &entry.file,
-                format!(
-                    "field `id`: \"{id}\" is already defined by {}",
-                    earlier.display()
-                ),
+                format!("field `id`: \"{id}\" is already defined by {}", earlier.display()),
             )),
             None => {
                 first_file.insert(id, &entry.file);
@@ -229,23 +211,15 @@ pub mod tests {
         assert_eq!(catalog.faults, []);
         let entries = catalog.entries;
 
-        let ids: Vec<&str> = entries
-            .iter()
-            .map(|entry| entry.persona.id.as_str())
-            .collect();
+        let ids: Vec<&str> = entries.iter().map(|entry| entry.persona.id.as_str()).collect();
         assert_eq!(ids, ["aristotle", "plato"]);
-        let prompt = entries
-            .first()
-            .map(|entry| entry.persona.system_prompt.as_str());
+        let prompt = entries.first().map(|entry| entry.persona.system_prompt.as_str());
         assert_eq!(prompt, Some("Shared.\n\nYou are aristotle."));
     }
 
     #[test]
     fn an_id_must_match_its_file_name() {
-        let dir = fixture(
-            "mismatch",
-            &[(SHARED_FILE, "S"), ("plato.md", &persona_file("platon"))],
-        );
+        let dir = fixture("mismatch", &[(SHARED_FILE, "S"), ("plato.md", &persona_file("platon"))]);
         let faults = faults_of(&dir);
         assert_eq!(faults.len(), 1);
         assert!(
@@ -266,10 +240,7 @@ pub mod tests {
         };
         let faults = find_duplicates(&[entry("p/plato.md"), entry("p/plato2.md")]);
         let text: Vec<String> = faults.iter().map(ToString::to_string).collect();
-        assert_eq!(
-            text,
-            ["p/plato2.md: field `id`: \"plato\" is already defined by p/plato.md"]
-        );
+        assert_eq!(text, ["p/plato2.md: field `id`: \"plato\" is already defined by p/plato.md"]);
     }
 
     #[test]
@@ -289,18 +260,12 @@ pub mod tests {
                 ("a.md", "no header"),
                 ("b.md", &persona_file("b").replace("+++\nYou", "You")),
                 ("c.md", &persona_file("c")),
-                (
-                    "d.md",
-                    &persona_file("d").replace("created", "colour = 1\ncreated"),
-                ),
+                ("d.md", &persona_file("d").replace("created", "colour = 1\ncreated")),
             ],
         );
         let catalog = read_catalog(&dir);
-        let ids: Vec<&str> = catalog
-            .entries
-            .iter()
-            .map(|entry| entry.persona.id.as_str())
-            .collect();
+        let ids: Vec<&str> =
+            catalog.entries.iter().map(|entry| entry.persona.id.as_str()).collect();
         assert_eq!(ids, ["c"]);
         let faults = faults_of(&dir);
         assert_eq!(faults.len(), 3, "{faults:?}");

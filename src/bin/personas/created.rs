@@ -30,9 +30,7 @@ pub fn parse_created(value: &Datetime) -> Result<i64, String> {
 pub fn days_from_civil(date: Date) -> i64 {
     let year = i64::from(date.year);
     let leap = is_leap_year(year);
-    let month_days: i64 = (1..date.month)
-        .map(|month| days_in_month(month, leap))
-        .sum();
+    let month_days: i64 = (1..date.month).map(|month| days_in_month(month, leap)).sum();
 
     days_before_year(year) - days_before_year(1970) + month_days + i64::from(date.day) - 1
 }

@@ -55,10 +55,7 @@ pub fn parse_header(header: &str) -> Result<toml::Table, String> {
     header.parse::<toml::Table>().map_err(|error| {
         let message = error.message().trim().replace('\n', "; ");
         match error.span() {
-            Some(span) => format!(
-                "line {}: bad TOML: {message}",
-                file_line(header, span.start)
-            ),
+            Some(span) => format!("line {}: bad TOML: {message}", file_line(header, span.start)),
             None => format!("bad TOML: {message}"),
         }
     })
@@ -77,67 +74,35 @@ mod tests {
     #[test]
     fn header_and_body_are_cut_at_the_fences() {
         let sections = split_sections("+++\nid = \"a\"\n+++\n\nHello.\n");
-        assert_eq!(
-            sections,
-            Ok(Sections {
-                header: "id = \"a\"\n",
-                body: "\nHello.\n"
-            })
-        );
+        assert_eq!(sections, Ok(Sections { header: "id = \"a\"\n", body: "\nHello.\n" }));
     }
 
     #[test]
     fn crlf_line_ends_are_accepted() {
         let sections = split_sections("+++\r\nid = \"a\"\r\n+++\r\nHello.\r\n");
-        assert_eq!(
-            sections,
-            Ok(Sections {
-                header: "id = \"a\"\r\n",
-                body: "Hello.\r\n"
-            })
-        );
+        assert_eq!(sections, Ok(Sections { header: "id = \"a\"\r\n", body: "Hello.\r\n" }));
     }
 
     #[test]
     fn a_byte_order_mark_is_ignored() {
         let sections = split_sections("\u{feff}+++\n+++\nHi");
-        assert_eq!(
-            sections,
-            Ok(Sections {
-                header: "",
-                body: "Hi"
-            })
-        );
+        assert_eq!(sections, Ok(Sections { header: "", body: "Hi" }));
     }
 
     #[test]
     fn a_closing_fence_at_the_end_of_the_file_leaves_an_empty_body() {
-        assert_eq!(
-            split_sections("+++\na = 1\n+++"),
-            Ok(Sections {
-                header: "a = 1\n",
-                body: ""
-            })
-        );
+        assert_eq!(split_sections("+++\na = 1\n+++"), Ok(Sections { header: "a = 1\n", body: "" }));
     }
 
     #[test]
     fn a_missing_closing_fence_is_a_fault() {
-        let fault = split_sections("+++\nid = \"a\"\n\nHello.\n")
-            .err()
-            .unwrap_or_default();
+        let fault = split_sections("+++\nid = \"a\"\n\nHello.\n").err().unwrap_or_default();
         assert!(fault.contains("never closed"), "{fault}");
     }
 
     #[test]
     fn a_file_without_a_header_is_a_fault() {
-        for text in [
-            "",
-            "Hello.\n",
-            "id = \"a\"\n+++\n",
-            " +++\n+++\n",
-            "++++\n+++\n",
-        ] {
+        for text in ["", "Hello.\n", "id = \"a\"\n+++\n", " +++\n+++\n", "++++\n+++\n"] {
             let fault = split_sections(text).err().unwrap_or_default();
             assert!(fault.contains("first line"), "{text:?}: {fault}");
         }
@@ -145,9 +110,7 @@ mod tests {
 
     #[test]
     fn bad_toml_names_the_file_line() {
-        let fault = parse_header("id = \"a\"\nname = \n")
-            .err()
-            .unwrap_or_default();
+        let fault = parse_header("id = \"a\"\nname = \n").err().unwrap_or_default();
         assert!(fault.starts_with("line 3: bad TOML"), "{fault}");
     }
 }

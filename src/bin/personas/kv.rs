@@ -27,16 +27,10 @@ pub fn bulk_entries(personas: &[Persona]) -> serde_json::Result<Vec<BulkEntry>> 
     let mut entries = personas
         .iter()
         .map(|persona| {
-            Ok(BulkEntry {
-                key: record_key(&persona.id),
-                value: serde_json::to_string(persona)?,
-            })
+            Ok(BulkEntry { key: record_key(&persona.id), value: serde_json::to_string(persona)? })
         })
         .collect::<serde_json::Result<Vec<_>>>()?;
-    entries.push(BulkEntry {
-        key: INDEX_KEY.to_owned(),
-        value: index_value(personas)?,
-    });
+    entries.push(BulkEntry { key: INDEX_KEY.to_owned(), value: index_value(personas)? });
     Ok(entries)
 }
 
@@ -62,10 +56,8 @@ pub fn parse_key_list(text: &str) -> Result<Vec<String>, String> {
 
 /// The `persona:*` keys in `listed` that no persona in `personas` defines, sorted.
 pub fn stale_keys(listed: &[String], personas: &[Persona]) -> Vec<String> {
-    let defined: BTreeSet<String> = personas
-        .iter()
-        .map(|persona| record_key(&persona.id))
-        .collect();
+    let defined: BTreeSet<String> =
+        personas.iter().map(|persona| record_key(&persona.id)).collect();
     let record_prefix = record_key("");
     let stale: BTreeSet<&String> = listed
         .iter()
@@ -95,10 +87,7 @@ mod tests {
         for item in &items {
             let fields = item.as_object().map(serde_json::Map::len);
             assert_eq!(fields, Some(2), "{item}");
-            assert!(
-                item["key"].is_string() && item["value"].is_string(),
-                "{item}"
-            );
+            assert!(item["key"].is_string() && item["value"].is_string(), "{item}");
         }
         assert_eq!(items[0]["key"], "persona:plato");
         assert_eq!(items[1]["key"], INDEX_KEY);
@@ -111,14 +100,8 @@ mod tests {
     #[test]
     fn the_index_is_sorted_and_has_no_prompt() {
         let index = index_value(&[persona("plato"), persona("aristotle")]).unwrap_or_default();
-        assert!(
-            !index.contains("prompt") && !index.contains("Shared secret"),
-            "{index}"
-        );
-        assert!(
-            !index.contains("upstream") && !index.contains("novita"),
-            "{index}"
-        );
+        assert!(!index.contains("prompt") && !index.contains("Shared secret"), "{index}");
+        assert!(!index.contains("upstream") && !index.contains("novita"), "{index}");
 
         let parsed: Vec<PublicPersona> =
             serde_json::from_str(&index).unwrap_or_else(|error| panic!("{error}"));
@@ -131,19 +114,15 @@ mod tests {
     #[test]
     fn the_key_list_is_read_by_name() {
         let text = r#"[{"name":"persona:a"},{"name":"personas:index","expiration":1}]"#;
-        assert_eq!(
-            parse_key_list(text),
-            Ok(vec!["persona:a".into(), "personas:index".into()])
-        );
+        assert_eq!(parse_key_list(text), Ok(vec!["persona:a".into(), "personas:index".into()]));
         assert_eq!(parse_key_list("\n[]\n"), Ok(vec![]));
         assert!(parse_key_list("Not logged in").is_err());
     }
 
     #[test]
     fn stale_keys_are_records_no_file_defines() {
-        let listed: Vec<String> = ["persona:gone", "personas:index", "persona:plato", "other"]
-            .map(String::from)
-            .to_vec();
+        let listed: Vec<String> =
+            ["persona:gone", "personas:index", "persona:plato", "other"].map(String::from).to_vec();
         assert_eq!(stale_keys(&listed, &[persona("plato")]), ["persona:gone"]);
     }
 }

@@ -9,16 +9,8 @@ use crate::created::parse_created;
 use crate::header::{parse_header, split_sections};
 
 /// The keys a persona header may hold.
-pub const HEADER_KEYS: [&str; 8] = [
-    "id",
-    "name",
-    "description",
-    "upstream_model",
-    "created",
-    "owned_by",
-    "defaults",
-    "limits",
-];
+pub const HEADER_KEYS: [&str; 8] =
+    ["id", "name", "description", "upstream_model", "created", "owned_by", "defaults", "limits"];
 
 /// The owner `/v1/models` shows when a header names none.
 pub const DEFAULT_OWNER: &str = "zaguanai";
@@ -68,16 +60,10 @@ fn persona_from_header(header: &Table, system_prompt: String) -> Result<Persona,
 
 /// Every header key must be one of [`HEADER_KEYS`]; the first unknown one is the fault.
 fn check_keys(header: &Table) -> Result<(), Invalid> {
-    match header
-        .keys()
-        .find(|key| !HEADER_KEYS.contains(&key.as_str()))
-    {
+    match header.keys().find(|key| !HEADER_KEYS.contains(&key.as_str())) {
         Some(key) => Err(field_fault(
             key,
-            format!(
-                "unknown header key (known keys: {})",
-                HEADER_KEYS.join(", ")
-            ),
+            format!("unknown header key (known keys: {})", HEADER_KEYS.join(", ")),
         )),
         None => Ok(()),
     }
@@ -96,10 +82,7 @@ fn take_created(header: &Table) -> Result<i64, Invalid> {
         Some(toml::Value::Datetime(value)) => {
             parse_created(value).map_err(|reason| field_fault("created", reason))
         }
-        Some(_) => Err(field_fault(
-            "created",
-            "must be a TOML date such as 2026-01-15",
-        )),
+        Some(_) => Err(field_fault("created", "must be a TOML date such as 2026-01-15")),
         None => Err(field_fault("created", "is missing")),
     }
 }
@@ -180,10 +163,7 @@ fn json_from_toml(value: &toml::Value) -> Result<Value, &'static str> {
 }
 
 fn field_fault(field: &str, reason: impl Into<String>) -> Invalid {
-    Invalid {
-        field: field.to_owned(),
-        reason: reason.into(),
-    }
+    Invalid { field: field.to_owned(), reason: reason.into() }
 }
 
 #[cfg(test)]
@@ -233,10 +213,7 @@ You are Socrates of Athens.
 
     #[test]
     fn the_shared_prompt_comes_first_after_trimming_both() {
-        assert_eq!(
-            join_prompt("\r\n Shared.\r\n", "\n\nOwn.\n \n"),
-            "Shared.\n\nOwn."
-        );
+        assert_eq!(join_prompt("\r\n Shared.\r\n", "\n\nOwn.\n \n"), "Shared.\n\nOwn.");
     }
 
     #[test]
@@ -249,57 +226,22 @@ You are Socrates of Athens.
     #[test]
     fn an_unknown_key_is_named() {
         let fault = fault_of(&SOCRATES.replace("created", "prompt = \"x\"\ncreated"));
-        assert!(
-            fault.starts_with("field `prompt`: unknown header key"),
-            "{fault}"
-        );
+        assert!(fault.starts_with("field `prompt`: unknown header key"), "{fault}");
     }
 
     #[test]
     fn each_header_fault_names_its_field() {
         let cases = [
             ("id = \"socrates\"\n", "", "field `id`: is missing"),
-            (
-                "name = \"Socrates\"",
-                "name = 7",
-                "field `name`: must be a string",
-            ),
-            (
-                "2026-01-15",
-                "\"2026-01-15\"",
-                "field `created`: must be a TOML date",
-            ),
+            ("name = \"Socrates\"", "name = 7", "field `name`: must be a string"),
+            ("2026-01-15", "\"2026-01-15\"", "field `created`: must be a TOML date"),
             ("2026-01-15", "12:00:00", "field `created`: must be a date"),
-            (
-                "2026-01-15",
-                "1969-12-31",
-                "field `created`: must not be before 1970",
-            ),
-            (
-                "temperature = 0.8",
-                "temperature = 3",
-                "field `defaults.temperature`: must be",
-            ),
-            (
-                "temperature = 0.8",
-                "temperature = nan",
-                "field `defaults.temperature`: must be",
-            ),
-            (
-                "temperature = 0.8",
-                "seed = 1979-05-27",
-                "field `defaults.seed`: must not be a",
-            ),
-            (
-                "upstream_model = \"novita/",
-                "upstream_model = \"/",
-                "field `upstream_model`",
-            ),
-            (
-                "id = \"socrates\"",
-                "id = \"Socrates\"",
-                "field `id`: must be",
-            ),
+            ("2026-01-15", "1969-12-31", "field `created`: must not be before 1970"),
+            ("temperature = 0.8", "temperature = 3", "field `defaults.temperature`: must be"),
+            ("temperature = 0.8", "temperature = nan", "field `defaults.temperature`: must be"),
+            ("temperature = 0.8", "seed = 1979-05-27", "field `defaults.seed`: must not be a"),
+            ("upstream_model = \"novita/", "upstream_model = \"/", "field `upstream_model`"),
+            ("id = \"socrates\"", "id = \"Socrates\"", "field `id`: must be"),
         ];
         for (from, to, expected) in cases {
             let fault = fault_of(&SOCRATES.replacen(from, to, 1));
@@ -312,10 +254,7 @@ You are Socrates of Athens.
         let (header, _) = SOCRATES.split_once("[defaults]").unwrap_or_default();
         let text = format!("{header}defaults = 1\n+++\nBody.\n");
         let fault = fault_of(&text);
-        assert!(
-            fault.starts_with("field `defaults`: must be a table"),
-            "{fault}"
-        );
+        assert!(fault.starts_with("field `defaults`: must be a table"), "{fault}");
     }
 
     #[test]

@@ -36,16 +36,8 @@ pub fn sync_personas(personas: &[Persona], target: Target) -> Result<String, Str
         wrangler.bulk_delete(Path::new(STALE_FILE))?;
     }
 
-    let noun = if personas.len() == 1 {
-        "persona"
-    } else {
-        "personas"
-    };
-    Ok(format!(
-        "synced {} {noun} to {label} KV (removed {} stale)",
-        personas.len(),
-        stale.len()
-    ))
+    let noun = if personas.len() == 1 { "persona" } else { "personas" };
+    Ok(format!("synced {} {noun} to {label} KV (removed {} stale)", personas.len(), stale.len()))
 }
 
 /// Writes `value` as JSON to `file`, creating its folder.

@@ -65,8 +65,7 @@ impl Wrangler {
     /// # Errors
     /// Wrangler's own output when it fails.
     pub fn bulk_delete(&self, file: &Path) -> Result<(), String> {
-        self.run(&["kv", "bulk", "delete"], Some(file), &["--force"])
-            .map(drop)
+        self.run(&["kv", "bulk", "delete"], Some(file), &["--force"]).map(drop)
     }
 
     /// The JSON text of every key that starts with `prefix`.
@@ -127,23 +126,14 @@ mod tests {
     use super::*;
 
     fn arguments(target: Target) -> Vec<String> {
-        let wrangler = Wrangler {
-            program: PathBuf::from(WRANGLER),
-            target,
-        };
+        let wrangler = Wrangler { program: PathBuf::from(WRANGLER), target };
         let arguments = wrangler.namespace_arguments();
-        arguments
-            .iter()
-            .map(|argument| argument.to_string_lossy().into_owned())
-            .collect()
+        arguments.iter().map(|argument| argument.to_string_lossy().into_owned()).collect()
     }
 
     #[test]
     fn each_target_has_its_flags() {
-        assert_eq!(
-            arguments(Target::Remote),
-            ["--binding", "PERSONAS", "--remote"]
-        );
+        assert_eq!(arguments(Target::Remote), ["--binding", "PERSONAS", "--remote"]);
         assert_eq!(
             arguments(Target::Local { persist_to: None }),
             ["--binding", "PERSONAS", "--local"]
@@ -151,13 +141,7 @@ mod tests {
         let persist_to = Some(PathBuf::from("/tmp/kv"));
         assert_eq!(
             arguments(Target::Local { persist_to }),
-            [
-                "--binding",
-                "PERSONAS",
-                "--local",
-                "--persist-to",
-                "/tmp/kv"
-            ]
+            ["--binding", "PERSONAS", "--local", "--persist-to", "/tmp/kv"]
         );
     }
 }
