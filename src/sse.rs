@@ -99,6 +99,12 @@ impl Rewriter {
         self
     }
 
+    /// Whether the stream may go on: false once an event outgrew the bound.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        !self.failed
+    }
+
     /// The last token usage the stream reported, if any.
     #[must_use]
     pub fn usage(&self) -> Option<Usage> {

@@ -9,7 +9,7 @@ use worker::{Env, Headers, Response};
 use super::config::Config;
 use super::observe::Trace;
 use super::upstream::{self, Answer};
-use super::{internal, personas, stream};
+use super::{internal, personas, pump};
 use crate::error::{GatewayError, Outcome};
 use crate::request::ChatRequest;
 use crate::sse::Rewriter;
@@ -19,6 +19,8 @@ pub struct Incoming<'a> {
     pub body: &'a [u8],
     /// The client's abort signal: it fires when the client goes away.
     pub client: Option<web_sys::AbortSignal>,
+    /// The request's execution context, as a JavaScript value.
+    pub context: JsValue,
 }
 
 pub async fn complete(
@@ -59,12 +61,13 @@ pub async fn complete(
         rewriter = rewriter.dropping_usage_chunks();
     }
     let server_timing = trace.server_timing();
-    let setup = stream::Setup {
+    let setup = pump::Setup {
         rewriter,
         trace: trace.hand_over(),
         switch,
         idle_timeout: config.idle_timeout,
         client: incoming.client,
+        context: incoming.context,
     };
     stream_answer(&response, setup, &server_timing)
 }
@@ -121,13 +124,13 @@ async fn read_whole(response: &Response) -> Result<Vec<u8>, GatewayError> {
 
 fn stream_answer(
     response: &Response,
-    setup: stream::Setup,
+    setup: pump::Setup,
     server_timing: &str,
 ) -> Result<Response, GatewayError> {
     let worker::ResponseBody::Stream(body) = response.body() else {
         return Err(GatewayError::UpstreamInvalid { reason: "the stream has no body".to_owned() });
     };
-    let rewritten = stream::rewrite(body, setup).map_err(|error| internal(format!("{error:?}")))?;
+    let rewritten = pump::rewrite(body, setup);
     let headers = Headers::new();
     for (name, value) in [
         ("content-type", "text/event-stream; charset=utf-8"),

@@ -6,7 +6,7 @@ mod chat;
 mod config;
 mod observe;
 mod personas;
-mod stream;
+mod pump;
 mod upstream;
 
 use worker::{event, Context, Env, Headers, Request, Response};
@@ -24,7 +24,7 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, _context: Context) -> worker::Result<Response> {
+async fn fetch(request: Request, env: Env, context: Context) -> worker::Result<Response> {
     let header = |name: &str| request.headers().get(name).ok().flatten();
     let id = request_id::for_request(header("x-request-id").as_deref());
     let config = Config::get(&env);
@@ -38,7 +38,8 @@ async fn fetch(request: Request, env: Env, _context: Context) -> worker::Result<
     }
     let mut trace = Trace::start(&id, &method, &request.path(), config.log_level, &env);
 
-    let mut response = match handle(request, &env, &config, &mut trace).await {
+    let context: &wasm_bindgen::JsValue = context.as_ref();
+    let mut response = match handle(request, &env, &config, context, &mut trace).await {
         Ok(response) => response,
         Err(error) => {
             trace.fail(&error);
@@ -64,6 +65,7 @@ async fn handle(
     mut request: Request,
     env: &Env,
     config: &Config,
+    context: &wasm_bindgen::JsValue,
     trace: &mut Trace,
 ) -> Result<Response, GatewayError> {
     let method = request.method().to_string();
@@ -86,7 +88,7 @@ async fn handle(
         Route::ChatCompletions => {
             let body = read_body(&mut request, config.max_body_bytes).await?;
             let client = Some(request.inner().signal());
-            let incoming = chat::Incoming { body: &body, client };
+            let incoming = chat::Incoming { body: &body, client, context: context.clone() };
             chat::complete(incoming, env, config, trace).await
         }
     }
