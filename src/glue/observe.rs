@@ -48,13 +48,24 @@ pub fn now() -> f64 {
 
 impl Trace {
     pub fn start(id: &str, method: &str, path: &str, level: LogLevel, env: &Env) -> Self {
+        let metrics = env.analytics_engine(METRICS_BINDING).ok();
+        Self::new(id, method, path, level, metrics)
+    }
+
+    fn new(
+        id: &str,
+        method: &str,
+        path: &str,
+        level: LogLevel,
+        metrics: Option<AnalyticsEngineDataset>,
+    ) -> Self {
         Self {
             id: id.to_owned(),
             method: method.to_owned(),
             path: path.to_owned(),
             started: now(),
             level,
-            metrics: env.analytics_engine(METRICS_BINDING).ok(),
+            metrics,
             persona: None,
             upstream_model: None,
             stream: false,
@@ -110,26 +121,7 @@ impl Trace {
     /// Moves the trace into whoever finishes the request later (the stream), leaving behind
     /// one that writes nothing.
     pub fn hand_over(&mut self) -> Self {
-        let detached = Self {
-            id: self.id.clone(),
-            method: String::new(),
-            path: String::new(),
-            started: self.started,
-            level: LogLevel::Off,
-            metrics: None,
-            persona: None,
-            upstream_model: None,
-            stream: self.stream,
-            attempts: self.attempts,
-            kv_ms: None,
-            upstream_first_byte_ms: None,
-            client_first_byte_ms: None,
-            bytes_out: 0,
-            usage: None,
-            outcome: None,
-            error: None,
-            done: true,
-        };
+        let detached = Self { done: true, ..Self::new(&self.id, "", "", LogLevel::Off, None) };
         std::mem::replace(self, detached)
     }
 
