@@ -12,6 +12,29 @@ use crate::persona::{self, Persona};
 /// The roles OpenAI's chat-completions API accepts in `messages`.
 const ROLES: [&str; 6] = ["system", "developer", "user", "assistant", "tool", "function"];
 
+/// A persona with the JSON text every request to it reuses, escaped once rather than per
+/// request (a system prompt runs to kilobytes).
+#[derive(Debug)]
+pub struct Prepared {
+    pub persona: Persona,
+    /// `{"role":"system","content":"<the prompt>"}`.
+    system_message: String,
+    /// The upstream model as a JSON string literal.
+    upstream_model: String,
+}
+
+impl Prepared {
+    #[must_use]
+    pub fn new(persona: Persona) -> Self {
+        let prompt = json_string(&persona.system_prompt);
+        Self {
+            system_message: format!("{{\"role\":\"system\",\"content\":{prompt}}}"),
+            upstream_model: json_string(&persona.upstream_model),
+            persona,
+        }
+    }
+}
+
 /// A parsed request: its fields in order, as the client wrote them.
 #[derive(Debug)]
 pub struct ChatRequest<'a> {
@@ -84,15 +107,16 @@ impl<'a> ChatRequest<'a> {
     /// defaults added for parameters the client left out or set to `null`, and its limits
     /// applied. With `ask_usage`, a stream's `stream_options.include_usage` is set to true.
     #[must_use]
-    pub fn to_upstream_body(&self, persona: &Persona, ask_usage: bool) -> String {
+    pub fn to_upstream_body(&self, prepared: &Prepared, ask_usage: bool) -> String {
+        let persona = &prepared.persona;
         let ask_usage = ask_usage && self.stream && !self.wants_usage();
-        let mut body = String::with_capacity(self.size_hint() + persona.system_prompt.len() + 64);
+        let mut body = String::with_capacity(self.size_hint() + prepared.system_message.len() + 64);
         for (name, raw) in &self.fields {
             let fixed = persona.limits.fixed.contains(name);
             let default = persona.defaults.get(name);
             let value = match (name.as_str(), default) {
-                ("model", _) => json_string(&persona.upstream_model),
-                ("messages", _) => messages_with_system(raw.get(), &persona.system_prompt),
+                ("model", _) => prepared.upstream_model.clone(),
+                ("messages", _) => messages_with_system(raw.get(), &prepared.system_message),
                 ("stream_options", _) if ask_usage => with_usage(raw.get()),
                 (_, Some(default)) if fixed || raw.get() == "null" => default.to_string(),
                 (_, None) if fixed => continue,
@@ -234,10 +258,9 @@ fn push_member(body: &mut String, name: &str, value: &str) {
 
 /// `[` system message `,` the client's messages as they came `]`. The client's array is known
 /// to be non-empty, so its own first `[` is followed by at least one element.
-fn messages_with_system(raw: &str, system_prompt: &str) -> String {
+fn messages_with_system(raw: &str, system_message: &str) -> String {
     let rest = raw.trim_start().strip_prefix('[').unwrap_or(raw);
-    let prompt = json_string(system_prompt);
-    format!("[{{\"role\":\"system\",\"content\":{prompt}}},{rest}")
+    format!("[{system_message},{rest}")
 }
 
 /// A token limit lowered to the persona's cap; values that are not whole numbers are left for

@@ -21,7 +21,8 @@ fn persona() -> Persona {
 }
 
 fn shape(body: &str) -> Result<String, GatewayError> {
-    ChatRequest::parse(body.as_bytes()).map(|request| request.to_upstream_body(&persona(), false))
+    ChatRequest::parse(body.as_bytes())
+        .map(|request| request.to_upstream_body(&Prepared::new(persona()), false))
 }
 
 /// The parameter a bad request is refused for, `(json)` for a body that is not a JSON object.
@@ -146,7 +147,8 @@ fn a_persona_is_named_with_or_without_the_prefix() {
 fn usage_is_asked_for_only_on_streams_whose_client_did_not() {
     let upstream = |body: &str| {
         let request = ChatRequest::parse(body.as_bytes());
-        let shaped = request.map(|r| (r.wants_usage(), r.to_upstream_body(&persona(), true)));
+        let shaped =
+            request.map(|r| (r.wants_usage(), r.to_upstream_body(&Prepared::new(persona()), true)));
         let (wanted, shaped) = shaped.unwrap_or_default();
         let value: Value = serde_json::from_str(&shaped).unwrap_or_default();
         (wanted, value.get("stream_options").cloned())
@@ -198,8 +200,8 @@ fn limits_cap_tokens_and_fix_parameters() {
     limited.limits.max_tokens = Some(300);
     limited.limits.fixed = vec!["temperature".into(), "logit_bias".into()];
     let upstream = |body: &str| -> Value {
-        let shaped =
-            ChatRequest::parse(body.as_bytes()).map(|r| r.to_upstream_body(&limited, false));
+        let shaped = ChatRequest::parse(body.as_bytes())
+            .map(|r| r.to_upstream_body(&Prepared::new(limited.clone()), false));
         serde_json::from_str(&shaped.unwrap_or_default()).unwrap_or_default()
     };
     let user = r#""messages":[{"role":"user","content":"x"}]"#;

@@ -48,14 +48,8 @@ fn a_good_folder_passes_check() {
         "good",
         &[
             ("_shared.md", SHARED.to_owned()),
-            (
-                "socrates.md",
-                persona_file("socrates", "Socrates", "max_tokens = 1024\r\n"),
-            ),
-            (
-                "ada-lovelace.md",
-                persona_file("ada-lovelace", "Ada Lovelace", ""),
-            ),
+            ("socrates.md", persona_file("socrates", "Socrates", "max_tokens = 1024\r\n")),
+            ("ada-lovelace.md", persona_file("ada-lovelace", "Ada Lovelace", "")),
             ("README.txt", "not read".to_owned()),
         ],
     );
@@ -78,10 +72,7 @@ fn a_broken_folder_fails_check_naming_file_and_field() {
         "broken",
         &[
             ("_shared.md", SHARED.to_owned()),
-            (
-                "socrates.md",
-                persona_file("socrates", "Socrates", "").replace("0.8", "3"),
-            ),
+            ("socrates.md", persona_file("socrates", "Socrates", "").replace("0.8", "3")),
             (
                 "plato.md",
                 persona_file("plato", "Plato", "colour = 1\r\n").replace("[defaults]", ""),
@@ -99,20 +90,14 @@ fn a_broken_folder_fails_check_naming_file_and_field() {
         "check failed: 2 faults",
     ];
     for message in expected {
-        assert!(
-            stderr.contains(message),
-            "missing {message:?} in:\n{stderr}"
-        );
+        assert!(stderr.contains(message), "missing {message:?} in:\n{stderr}");
     }
     assert!(text(&output.stdout).contains("ok  good  Good"));
 }
 
 #[test]
 fn a_folder_without_shared_instructions_fails_check() {
-    let dir = fixture(
-        "noshared",
-        &[("socrates.md", persona_file("socrates", "Socrates", ""))],
-    );
+    let dir = fixture("noshared", &[("socrates.md", persona_file("socrates", "Socrates", ""))]);
     let output = run(&["check"], &dir);
 
     assert_eq!(output.status.code(), Some(1));
@@ -121,18 +106,12 @@ fn a_folder_without_shared_instructions_fails_check() {
 
 #[test]
 fn sync_stops_before_wrangler_when_check_fails() {
-    let dir = fixture(
-        "nosync",
-        &[("_shared.md", SHARED.to_owned()), ("x.md", String::new())],
-    );
+    let dir = fixture("nosync", &[("_shared.md", SHARED.to_owned()), ("x.md", String::new())]);
     let output = run(&["sync", "--local"], &dir);
     let stderr = text(&output.stderr);
 
     assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("x.md: the first line must be `+++`"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("x.md: the first line must be `+++`"), "{stderr}");
     assert!(stderr.contains("nothing was synced"), "{stderr}");
 }
 

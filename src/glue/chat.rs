@@ -31,7 +31,8 @@ pub async fn complete(
 ) -> Result<Response, GatewayError> {
     let request = ChatRequest::parse(incoming.body)?;
     let kv_started = super::observe::now();
-    let persona = personas::find(env, config, &request.model).await?;
+    let prepared = personas::find(env, config, &request.model).await?;
+    let persona = &prepared.persona;
     trace.kv_ms = Some(super::observe::now() - kv_started);
     let persona_id = format!("{}{}", config.prefix, persona.id);
     trace.persona = Some(persona_id.clone());
@@ -41,7 +42,7 @@ pub async fn complete(
     let api_key = config.api_key.as_deref().ok_or_else(|| GatewayError::Misconfigured {
         what: "the secret ZAGUAN_API_KEY is not set".to_owned(),
     })?;
-    let body = request.to_upstream_body(&persona, true);
+    let body = request.to_upstream_body(&prepared, true);
     let client = incoming.client.as_ref();
     let Answer { response, switch } =
         upstream::call(config, api_key, trace, request.stream, &body, client).await?;

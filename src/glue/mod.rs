@@ -81,8 +81,8 @@ async fn handle(
             json_response(200, models::model_list(&index, &config.prefix).to_string())
         }
         Route::RetrieveModel(model) => {
-            let persona = personas::find(env, config, &model).await?;
-            let public = crate::persona::PublicPersona::from(&*persona);
+            let prepared = personas::find(env, config, &model).await?;
+            let public = crate::persona::PublicPersona::from(&prepared.persona);
             json_response(200, models::model_object(&public, &config.prefix).to_string())
         }
         Route::ChatCompletions => {

@@ -11,13 +11,13 @@ use super::config::Config;
 use super::observe::now;
 use crate::error::GatewayError;
 use crate::persona::{self, Persona, PublicPersona};
-use crate::request::persona_slug;
+use crate::request::{persona_slug, Prepared};
 
 const BINDING: &str = "PERSONAS";
 
 thread_local! {
     /// Personas read recently, with the time they were read (ms since the epoch).
-    static CACHE: RefCell<HashMap<String, (Rc<Persona>, f64)>> = RefCell::new(HashMap::new());
+    static CACHE: RefCell<HashMap<String, (Rc<Prepared>, f64)>> = RefCell::new(HashMap::new());
 }
 
 fn store(env: &Env) -> Result<worker::KvStore, GatewayError> {
@@ -37,7 +37,7 @@ pub async fn index(env: &Env) -> Result<Vec<PublicPersona>, GatewayError> {
 }
 
 /// The persona a client's `model` names, or 404 `model_not_found`.
-pub async fn find(env: &Env, config: &Config, model: &str) -> Result<Rc<Persona>, GatewayError> {
+pub async fn find(env: &Env, config: &Config, model: &str) -> Result<Rc<Prepared>, GatewayError> {
     let not_found = || GatewayError::ModelNotFound { model: model.to_owned() };
     let slug = persona_slug(model, &config.prefix).ok_or_else(not_found)?;
     let max_age_ms = config.persona_cache.as_secs_f64() * 1000.0;
@@ -48,7 +48,7 @@ pub async fn find(env: &Env, config: &Config, model: &str) -> Result<Rc<Persona>
         return Ok(persona);
     }
     let text = store(env)?.get(&persona::record_key(slug)).text().await.map_err(super::internal)?;
-    let persona = Rc::new(parse(slug, &text.ok_or_else(not_found)?)?);
+    let persona = Rc::new(Prepared::new(parse(slug, &text.ok_or_else(not_found)?)?));
     if max_age_ms > 0.0 {
         CACHE.with_borrow_mut(|cache| cache.insert(slug.to_owned(), (Rc::clone(&persona), now())));
     }

@@ -1,9 +1,8 @@
-//! The streaming path: a small JavaScript loop reads the upstream body and writes into
-//! workerd's native `IdentityTransformStream`, calling into the wasm once per read to rewrite
-//! it. Waiting on each write carries the client's backpressure to the upstream; a failed write
-//! (the client left) cancels the upstream read, and a watchdog ends a stream whose upstream
-//! goes quiet. The loop is JavaScript because entering the isolate once per chunk is the cost
-//! that matters at the edge, and this design enters it least (see the README's Performance).
+//! The streaming path: a small JavaScript loop (`pump.js`) reads the upstream body and writes
+//! into workerd's native `IdentityTransformStream`, calling into the wasm once per read to
+//! rewrite it. The loop is JavaScript because entering the isolate per chunk is the cost that
+//! matters at the edge, and this design enters it least (see the README's Performance). This
+//! side keeps the rewriter and the request's trace, and ends both when the loop says so.
 
 use std::time::Duration;
 
@@ -19,64 +18,7 @@ use crate::sse::{error_event, Ending, Rewriter};
 /// The watchdog looks this many times per idle timeout.
 const TICKS_PER_TIMEOUT: u32 = 4;
 
-#[wasm_bindgen(inline_js = r#"
-const OK = 0, BROKEN = 1, TIMEOUT = 2, GONE = 3;
-
-export function pipe_rewritten(body, job, client, ctx, tickMs, ticks) {
-  const { readable, writable } = new IdentityTransformStream();
-  const reader = body.getReader();
-  const writer = writable.getWriter();
-  let reads = 0, seen = 0, quiet = 0, ending = null;
-  // The client leaving cancels the readable side, which errors the writer at once.
-  writer.closed.catch(() => {
-    if (ending !== null) return;
-    ending = GONE;
-    reader.cancel().catch(() => {});
-  });
-  const watchdog = setInterval(() => {
-    if (reads !== seen) { seen = reads; quiet = 0; return; }
-    if (++quiet < ticks || ending !== null) return;
-    ending = TIMEOUT;
-    reader.cancel().catch(() => {});
-  }, tickMs);
-  const pumping = (async () => {
-    try {
-      for (;;) {
-        let step;
-        try { step = await reader.read(); } catch { ending ??= client?.aborted ? GONE : BROKEN; break; }
-        if (step.done || ending !== null) break;
-        reads++;
-        const out = job.push(step.value);
-        if (out !== undefined) await writer.write(out);
-        if (!job.is_open()) { ending = BROKEN; break; }
-      }
-      if (ending === null) {
-        const tail = job.finish();
-        if (tail !== undefined) await writer.write(tail);
-        ending = job.ending();
-      } else if (ending === TIMEOUT) {
-        await writer.write(job.idle_error());
-      }
-      if (ending === BROKEN && job.is_open()) {
-        await writer.abort(new Error("upstream stream broke off"));
-      } else {
-        await writer.close();
-      }
-    } catch {
-      ending = GONE;
-    } finally {
-      clearInterval(watchdog);
-      if (ending !== OK) reader.cancel().catch(() => {});
-      job.end(ending ?? GONE);
-      job.free();
-    }
-  })();
-  // Keeps the request alive until the loop ends, even after the client left, so that the
-  // upstream is cancelled and the log line written.
-  ctx.waitUntil(pumping);
-  return readable;
-}
-"#)]
+#[wasm_bindgen(module = "/src/glue/pump.js")]
 extern "C" {
     fn pipe_rewritten(
         body: &ReadableStream,
@@ -147,9 +89,14 @@ impl Job {
         u8::from(self.ending != Ending::Complete)
     }
 
-    /// The in-band event that tells the client the upstream went quiet.
-    pub fn idle_error(&mut self) -> Vec<u8> {
-        let event = error_event("the upstream sent nothing for too long", "upstream_idle_timeout");
+    /// The in-band event that tells the client why the stream ends early: the upstream went
+    /// quiet (2) or broke off (1).
+    pub fn error_event(&mut self, ending: u8) -> Vec<u8> {
+        let event = if ending == 2 {
+            error_event("the upstream sent nothing for too long", "upstream_idle_timeout")
+        } else {
+            error_event("upstream stream ended before completion", "upstream_truncated")
+        };
         self.trace.bytes_out += event.len() as u64;
         event
     }

@@ -5,10 +5,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_util::future::{select, Either};
 use wasm_bindgen::closure::Closure;
-use wasm_bindgen::JsCast;
-use worker::{AbortSignal, Delay, Fetch, Headers, Method, Request, RequestInit, Response};
+use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::{JsCast, JsValue};
+use worker::js_sys;
+use worker::{Delay, Response};
 
 use super::config::Config;
 use super::internal;
@@ -67,6 +68,19 @@ pub async fn call(
     }
 }
 
+#[wasm_bindgen(module = "/src/glue/upstream.js")]
+extern "C" {
+    fn post(
+        url: &str,
+        authorization: &str,
+        request_id: &str,
+        body: &[u8],
+        accept: &str,
+        timeout_ms: u32,
+        controller: &web_sys::AbortController,
+    ) -> js_sys::Promise;
+}
+
 /// One `fetch`, given up after the first-byte timeout.
 async fn attempt(
     config: &Config,
@@ -77,49 +91,38 @@ async fn attempt(
     switch: &Switch,
 ) -> Result<Response, GatewayError> {
     let controller = web_sys::AbortController::new().map_err(|e| internal(format!("{e:?}")))?;
-    let signal = AbortSignal::from(controller.signal());
-    *switch.borrow_mut() = Some(controller);
-    let request = build(config, api_key, request_id, stream, body)?;
-    let fetch = Fetch::Request(request);
-    let sending = fetch.send_with_signal(&signal);
-    let timeout = Delay::from(config.first_byte_timeout);
-    let answer = match select(Box::pin(sending), timeout).await {
-        Either::Left((answer, _)) => {
-            answer.map_err(|error| GatewayError::UpstreamUnreachable { reason: error.to_string() })
+    *switch.borrow_mut() = Some(controller.clone());
+    let url = format!("{}/chat/completions", config.base_url);
+    let accept = if stream { "text/event-stream" } else { "application/json" };
+    let timeout = u32::try_from(config.first_byte_timeout.as_millis()).unwrap_or(u32::MAX);
+    let authorization = format!("Bearer {api_key}");
+    let sent =
+        post(&url, &authorization, request_id, body.as_bytes(), accept, timeout, &controller);
+    match js_sys::futures::JsFuture::from(sent).await {
+        Ok(answer) => {
+            let answer: web_sys::Response =
+                answer.dyn_into().map_err(|_| GatewayError::UpstreamInvalid {
+                    reason: "fetch gave something other than a response".to_owned(),
+                })?;
+            Ok(Response::from(answer))
         }
-        Either::Right(((), _)) => {
-            abort(switch);
-            let seconds = config.first_byte_timeout.as_secs();
-            Err(GatewayError::UpstreamTimeout { seconds })
+        Err(_) if timed_out(&controller) => {
+            Err(GatewayError::UpstreamTimeout { seconds: config.first_byte_timeout.as_secs() })
         }
-    };
-    answer
+        Err(error) => Err(GatewayError::UpstreamUnreachable { reason: describe(&error) }),
+    }
 }
 
-fn build(
-    config: &Config,
-    api_key: &str,
-    request_id: &str,
-    stream: bool,
-    body: &str,
-) -> Result<Request, GatewayError> {
-    let headers = Headers::new();
-    let accept = if stream { "text/event-stream" } else { "application/json" };
-    for (name, value) in [
-        ("authorization", format!("Bearer {api_key}").as_str()),
-        ("content-type", "application/json"),
-        ("accept", accept),
-        ("x-request-id", request_id),
-        ("user-agent", concat!("persona-gateway/", env!("CARGO_PKG_VERSION"))),
-    ] {
-        headers.set(name, value).map_err(internal)?;
-    }
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
-    let url = format!("{}/chat/completions", config.base_url);
-    Request::new_with_init(&url, &init).map_err(|_| GatewayError::Misconfigured {
-        what: "ZAGUAN_BASE_URL is not a valid URL".to_owned(),
-    })
+fn timed_out(controller: &web_sys::AbortController) -> bool {
+    let reason = controller.signal().reason();
+    js_sys::Reflect::get(&reason, &"name".into()).ok().and_then(|name| name.as_string())
+        == Some("TimeoutError".to_owned())
+}
+
+/// A short description of a failed fetch, for the log.
+fn describe(error: &JsValue) -> String {
+    let message = js_sys::Reflect::get(error, &"message".into()).ok().and_then(|m| m.as_string());
+    message.or_else(|| error.as_string()).unwrap_or_else(|| "fetch failed".to_owned())
 }
 
 /// Aborts the attempt in flight, and with it the body it is streaming.

@@ -37,12 +37,17 @@ for (const name of cassettes) {
     for (const reads of modes) {
       test(`reads ${reads}`, async () => {
         const id = requestId('cassette');
-        const result = await chat(gw, r0({ cassette: name, reads }), { id });
+        // The recordings carry the usage chunk a client gets when it asks for one.
+        const extra = { stream_options: { include_usage: true } };
+        const result = await chat(gw, r0({ cassette: name, reads }, extra), { id });
         assert.equal(result.status, 200, result.text.slice(0, 300));
         assert.equal(result.error, null, `the stream ended abnormally: ${result.error}`);
         assert.match(result.headers.get('content-type') ?? '', /^text\/event-stream/);
         const sent = await theUpstreamRequest(gw, id);
-        assert.ok(Buffer.from(sent.sent_b64, 'base64').equals(input), 'the stub replayed the whole file');
+        assert.ok(
+          Buffer.from(sent.sent_b64, 'base64').equals(input),
+          'the stub replayed the whole file',
+        );
         assertFaithful(input.toString('utf8'), result.text, PERSONA);
       });
     }

@@ -1,6 +1,7 @@
 // The end-to-end launcher: builds the Worker, starts the stub upstream, seeds a fresh local KV
-// from personas/, runs `wrangler dev` against both and waits for /health. Used by the node suites
-// directly, and by the Python suite and .ci/test through launch.mjs.
+// from personas/, serves the built Worker in workerd through wrangler (worker.mjs; the
+// `wrangler dev` CLI with E2E_WRANGLER_CLI=1) pointed at the stub, and waits for /health. Used by
+// the node suites directly, and by the Python suite and .ci/test through launch.mjs.
 
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -10,9 +11,20 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startStub } from '../stub/upstream.mjs';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const ROOT = path.resolve(HERE, '../..');
 export const UPSTREAM_KEY = 'sk-stub-upstream-secret-0123456789';
 export const PREFIX = 'zaguanai/';
+/**
+ * The client keys the Worker accepts (GATEWAY_API_KEYS). The suites spread their requests over
+ * many keys so that the per-key rate limit only bites where a test means it to.
+ */
+export const CLIENT_KEYS = Array.from(
+  { length: 64 },
+  (_, i) => `sk-e2e-client-${String(i).padStart(2, '0')}`,
+);
+/** A key of its own for the rate-limit test. */
+export const RATE_LIMIT_KEY = 'sk-e2e-rate-limit-only';
 
 const START_TIMEOUT_MS = Number(process.env.E2E_START_TIMEOUT_MS) || 90_000;
 const BUILD_TIMEOUT_MS = 15 * 60_000;
@@ -79,7 +91,9 @@ async function waitForHealth(origin, child, output) {
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`wrangler dev exited (${child.exitCode ?? child.signalCode}):\n${output.join('\n')}`);
+      throw new Error(
+        `the Worker's process exited (${child.exitCode ?? child.signalCode}):\n${output.join('\n')}`,
+      );
     }
     try {
       const response = await fetch(`${origin}/health`, { signal: AbortSignal.timeout(2000) });
@@ -90,7 +104,9 @@ async function waitForHealth(origin, child, output) {
     }
     await sleep(250);
   }
-  throw new Error(`GET /health did not answer 200 within ${START_TIMEOUT_MS} ms:\n${output.join('\n')}`);
+  throw new Error(
+    `GET /health did not answer 200 within ${START_TIMEOUT_MS} ms:\n${output.join('\n')}`,
+  );
 }
 
 async function stopChild(child) {
@@ -99,13 +115,33 @@ async function stopChild(child) {
     return;
   }
   const exited = new Promise((resolve) => child.once('exit', resolve));
-  killGroup(child, 'SIGTERM');
-  const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 5000);
+  // The leader first, so that it stops (and reaps) its workerd processes itself.
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => killGroup(child, 'SIGKILL'), 10_000);
   await exited;
   clearTimeout(timer);
-  // workerd may outlive wrangler for a moment: make sure the whole group is gone.
+  // Whatever of the group outlived its leader goes too.
   killGroup(child, 'SIGKILL');
   running.delete(child);
+}
+
+/**
+ * A copy of wrangler.toml and build/ in `dir`, without the [build] table: wrangler then serves
+ * this build as it is, and neither a rebuild of build/ nor an edit of src/ during the run
+ * (which would make wrangler rebuild and restart the Worker mid-request) can disturb it.
+ */
+function isolatedConfig(dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.cpSync(path.join(ROOT, 'build'), path.join(dir, 'build'), { recursive: true });
+  const kept = [];
+  let inBuild = false;
+  for (const line of fs.readFileSync(path.join(ROOT, 'wrangler.toml'), 'utf8').split('\n')) {
+    if (/^\s*\[/.test(line)) inBuild = /^\s*\[build\]\s*$/.test(line);
+    if (!inBuild) kept.push(line);
+  }
+  const config = path.join(dir, 'wrangler.toml');
+  fs.writeFileSync(config, kept.join('\n'));
+  return config;
 }
 
 /**
@@ -135,31 +171,70 @@ export async function startGateway({ build = !process.env.E2E_WRANGLER_CONFIG } 
     );
 
     const port = await freePort();
-    const inspectorPort = await freePort();
-    const args = [
-      'dev',
-      '--ip', '127.0.0.1',
-      '--port', String(port),
-      '--inspector-port', String(inspectorPort),
-      '--persist-to', persistDir,
+    const config =
+      process.env.E2E_WRANGLER_CONFIG || isolatedConfig(path.join(persistDir, 'worker'));
+    const vars = {
+      ZAGUAN_BASE_URL: stub.url,
+      ZAGUAN_API_KEY: UPSTREAM_KEY,
+      GATEWAY_API_KEYS: [...CLIENT_KEYS, RATE_LIMIT_KEY].join(','),
+    };
+    const logLevel = process.env.E2E_WRANGLER_LOG_LEVEL || 'warn';
+    const env = { ...childEnv(), WRANGLER_LOG: logLevel };
+    let command;
+    let args;
+    if (process.env.E2E_WRANGLER_CLI) {
+      // The plain CLI, inspector included (see worker.mjs for why that is not the default).
+      command = path.join(ROOT, 'node_modules/.bin/wrangler');
+      args = [
+        'dev',
+        '--config',
+        config,
+        '--ip',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--inspector-port',
+        String(await freePort()),
+        '--persist-to',
+        persistDir,
+        '--env-file',
+        emptyEnvFile,
+        ...Object.entries(vars).flatMap(([name, value]) => ['--var', `${name}:${value}`]),
+        '--log-level',
+        logLevel,
+        '--show-interactive-dev-session=false',
+      ];
+    } else {
+      command = process.execPath;
+      args = [path.join(HERE, 'worker.mjs')];
       // An explicit (empty) env file keeps a developer's .dev.vars and .env out of the tests.
-      '--env-file', emptyEnvFile,
-      '--var', `ZAGUAN_BASE_URL:${stub.url}`,
-      '--var', `ZAGUAN_API_KEY:${UPSTREAM_KEY}`,
-      '--log-level', process.env.E2E_WRANGLER_LOG_LEVEL || 'warn',
-      '--show-interactive-dev-session=false',
-    ];
-    if (process.env.E2E_WRANGLER_CONFIG) args.push('--config', process.env.E2E_WRANGLER_CONFIG);
-    child = spawn(path.join(ROOT, 'node_modules/.bin/wrangler'), args, {
+      env.E2E_WORKER_OPTIONS = JSON.stringify({
+        config,
+        envFiles: [emptyEnvFile],
+        persistTo: persistDir,
+        port,
+        vars,
+        logLevel,
+      });
+    }
+    // stdin stays open while this process lives: worker.mjs stops when it closes.
+    child = spawn(command, args, {
       cwd: ROOT,
-      env: childEnv(),
+      env,
       detached: true,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['pipe', 'pipe', 'pipe'],
     });
     running.add(child);
+    // Lets .ci/test kill the process group even if this process is killed first.
+    if (process.env.E2E_PIDFILE) fs.appendFileSync(process.env.E2E_PIDFILE, `${child.pid}\n`);
     const output = [];
     tail(child.stdout, output);
     tail(child.stderr, output);
+    if (process.env.E2E_WRANGLER_LOG) {
+      const log = fs.createWriteStream(process.env.E2E_WRANGLER_LOG, { flags: 'a' });
+      child.stdout.on('data', (t) => log.write(t));
+      child.stderr.on('data', (t) => log.write(t));
+    }
     if (process.env.E2E_WRANGLER_ECHO) {
       child.stdout.on('data', (t) => process.stderr.write(t));
       child.stderr.on('data', (t) => process.stderr.write(t));

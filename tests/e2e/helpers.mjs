@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
-import { ROOT, UPSTREAM_KEY } from './harness.mjs';
+import { CLIENT_KEYS, ROOT, UPSTREAM_KEY } from './harness.mjs';
 
 export const PERSONA = 'zaguanai/socrates';
 export const REQUEST_TIMEOUT_MS = 30_000;
@@ -67,12 +67,26 @@ export function requestId(tag) {
   return `e2e-${tag}-${crypto.randomBytes(6).toString('hex')}`;
 }
 
+let keyTurn = crypto.randomInt(CLIENT_KEYS.length);
+
+/** The next client key, in turn, so no one key meets the rate limit. */
+export function clientKey() {
+  keyTurn = (keyTurn + 1) % CLIENT_KEYS.length;
+  return CLIENT_KEYS[keyTurn];
+}
+
+/** An SDK client; each of its requests goes out with the next client key. */
 export function sdk(gw, options = {}) {
   return new OpenAI({
     baseURL: gw.baseURL,
-    apiKey: 'sk-client-key-the-gateway-ignores',
+    apiKey: clientKey(),
     maxRetries: 0,
     timeout: REQUEST_TIMEOUT_MS,
+    fetch: (url, init = {}) => {
+      const headers = new Headers(init.headers);
+      headers.set('authorization', `Bearer ${clientKey()}`);
+      return fetch(url, { ...init, headers });
+    },
     ...options,
   });
 }
@@ -99,6 +113,9 @@ export async function send(gw, pathname, { method = 'POST', body, headers = {}, 
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   };
   if (id !== undefined) init.headers['x-request-id'] = id;
+  // A client key unless the test names one; `authorization: null` sends none.
+  if (!('authorization' in init.headers)) init.headers.authorization = `Bearer ${clientKey()}`;
+  if (init.headers.authorization === null) delete init.headers.authorization;
   if (body !== undefined) {
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
     init.headers['content-type'] ??= 'application/json';
@@ -133,7 +150,10 @@ export function chat(gw, body, options = {}) {
 /** The upstream key must never reach a client, in a header or a body. */
 export function assertNoSecret(result) {
   const headerText = [...result.headers].map(([k, v]) => `${k}: ${v}`).join('\n');
-  assert.ok(!headerText.includes(UPSTREAM_KEY), 'the upstream key leaked into the response headers');
+  assert.ok(
+    !headerText.includes(UPSTREAM_KEY),
+    'the upstream key leaked into the response headers',
+  );
   assert.ok(!result.text.includes(UPSTREAM_KEY), 'the upstream key leaked into the response body');
 }
 
@@ -148,7 +168,11 @@ export async function upstreamSaw(gw, id) {
 /** The one request the stub saw with this id. */
 export async function theUpstreamRequest(gw, id) {
   const seen = await upstreamSaw(gw, id);
-  assert.equal(seen.length, 1, `the stub should have seen exactly one request with x-request-id ${id}`);
+  assert.equal(
+    seen.length,
+    1,
+    `the stub should have seen exactly one request with x-request-id ${id}`,
+  );
   return seen[0];
 }
 
@@ -158,7 +182,10 @@ export function assertOpenAIError(result, status, { param, code, type } = {}) {
   assert.match(result.headers.get('content-type') ?? '', /^application\/json/);
   assert.doesNotMatch(result.text, /<html/i);
   const body = JSON.parse(result.text);
-  assert.ok(body.error && typeof body.error === 'object', `an {"error": {...}} body: ${result.text}`);
+  assert.ok(
+    body.error && typeof body.error === 'object',
+    `an {"error": {...}} body: ${result.text}`,
+  );
   for (const key of ['message', 'type', 'param', 'code']) {
     assert.ok(key in body.error, `error.${key} present in ${result.text}`);
   }
@@ -187,12 +214,18 @@ export function chunkEvent(content, model = 'up-model') {
 }
 
 export function b64(...parts) {
-  return { b64: Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p)))).toString('base64') };
+  return {
+    b64: Buffer.concat(
+      parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p))),
+    ).toString('base64'),
+  };
 }
 
 /** The upstream reads of a case, as the bytes they add up to. */
 export function joinReads(reads) {
   return Buffer.concat(
-    reads.map((r) => (typeof r === 'string' ? Buffer.from(r, 'utf8') : Buffer.from(r.b64, 'base64'))),
+    reads.map((r) =>
+      typeof r === 'string' ? Buffer.from(r, 'utf8') : Buffer.from(r.b64, 'base64'),
+    ),
   ).toString('utf8');
 }

@@ -50,7 +50,12 @@ describe('chat completions through the SDK', () => {
     const id = requestId('sdk-stream');
     const { data: stream, response } = await client.chat.completions
       .create(
-        { model: PERSONA, messages: question, stream: true, stream_options: { include_usage: true } },
+        {
+          model: PERSONA,
+          messages: question,
+          stream: true,
+          stream_options: { include_usage: true },
+        },
         { headers: { 'x-request-id': id } },
       )
       .withResponse();
@@ -94,7 +99,10 @@ describe('chat completions through the SDK', () => {
 
   test("the persona's defaults fill in what the client left out", async () => {
     const id = requestId('sdk-defaults');
-    await client.chat.completions.create({ model: PERSONA, messages: question }, { headers: { 'x-request-id': id } });
+    await client.chat.completions.create(
+      { model: PERSONA, messages: question },
+      { headers: { 'x-request-id': id } },
+    );
     const seen = await theUpstreamRequest(gw, id);
     const defaults = SOCRATES.header.defaults;
     assert.ok(Object.keys(defaults).length > 0, 'personas/socrates.md has [defaults]');
@@ -127,7 +135,11 @@ describe('chat completions through the SDK', () => {
           function: {
             name: 'get_weather',
             description: 'Weather in a city',
-            parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] },
+            parameters: {
+              type: 'object',
+              properties: { city: { type: 'string' } },
+              required: ['city'],
+            },
             strict: true,
           },
         },
@@ -200,7 +212,10 @@ describe('models', () => {
     assert.equal(JSON.parse(result.text).object, 'list');
     const secrets = [SHARED_START, ...FILES.personas.map((p) => p.body.slice(0, 60))];
     for (const secret of secrets) {
-      assert.ok(!result.text.includes(secret), `the model list must not show prompt text: ${secret}`);
+      assert.ok(
+        !result.text.includes(secret),
+        `the model list must not show prompt text: ${secret}`,
+      );
     }
     assert.ok(!result.text.includes('system_prompt'));
   });
@@ -240,9 +255,15 @@ describe('SDK error classes', () => {
     test(`NotFoundError for ${model}, and nothing sent upstream`, async () => {
       const id = requestId('sdk-404');
       await assert.rejects(
-        client.chat.completions.create({ model, messages: question }, { headers: { 'x-request-id': id } }),
+        client.chat.completions.create(
+          { model, messages: question },
+          { headers: { 'x-request-id': id } },
+        ),
         (error) => {
-          assert.ok(error instanceof OpenAI.NotFoundError, `${error.constructor.name}: ${error.message}`);
+          assert.ok(
+            error instanceof OpenAI.NotFoundError,
+            `${error.constructor.name}: ${error.message}`,
+          );
           assert.equal(error.status, 404);
           assert.equal(error.code, 'model_not_found');
           assert.equal(error.requestID, id);
@@ -254,30 +275,54 @@ describe('SDK error classes', () => {
   }
 
   test('BadRequestError for messages: []', async () => {
-    await assert.rejects(client.chat.completions.create({ model: PERSONA, messages: [] }), (error) => {
-      assert.ok(error instanceof OpenAI.BadRequestError, `${error.constructor.name}: ${error.message}`);
-      assert.equal(error.param, 'messages');
-      return true;
-    });
-  });
-
-  test('AuthenticationError for an upstream 401', async () => {
-    const body = JSON.stringify({
-      error: { message: 'Incorrect API key provided.', type: 'invalid_request_error', param: null, code: 'invalid_api_key' },
-    });
     await assert.rejects(
-      client.chat.completions.create({ model: PERSONA, messages: question, x_stub: { status: 401, body } }),
+      client.chat.completions.create({ model: PERSONA, messages: [] }),
       (error) => {
-        assert.ok(error instanceof OpenAI.AuthenticationError, `${error.constructor.name}: ${error.message}`);
-        assert.equal(error.code, 'invalid_api_key');
+        assert.ok(
+          error instanceof OpenAI.BadRequestError,
+          `${error.constructor.name}: ${error.message}`,
+        );
+        assert.equal(error.param, 'messages');
         return true;
       },
     );
   });
 
+  test('AuthenticationError for an upstream 401', async () => {
+    const body = JSON.stringify({
+      error: {
+        message: 'Incorrect API key provided.',
+        type: 'invalid_request_error',
+        param: null,
+        code: 'invalid_api_key',
+      },
+    });
+    const id = requestId('sdk-401');
+    await assert.rejects(
+      client.chat.completions.create(
+        { model: PERSONA, messages: question, x_stub: { status: 401, body } },
+        { headers: { 'x-request-id': id } },
+      ),
+      (error) => {
+        assert.ok(
+          error instanceof OpenAI.AuthenticationError,
+          `${error.constructor.name}: ${error.message}`,
+        );
+        assert.equal(error.code, 'invalid_api_key');
+        return true;
+      },
+    );
+    assert.ok((await upstreamSaw(gw, id)).length >= 1, 'the 401 came from the upstream');
+  });
+
   test('RateLimitError for an upstream 429', async () => {
     const body = JSON.stringify({
-      error: { message: 'Rate limit reached', type: 'requests', param: null, code: 'rate_limit_exceeded' },
+      error: {
+        message: 'Rate limit reached',
+        type: 'requests',
+        param: null,
+        code: 'rate_limit_exceeded',
+      },
     });
     const started = Date.now();
     await assert.rejects(
@@ -288,7 +333,10 @@ describe('SDK error classes', () => {
         x_stub: { status: 429, headers: { 'retry-after': '1' }, body },
       }),
       (error) => {
-        assert.ok(error instanceof OpenAI.RateLimitError, `${error.constructor.name}: ${error.message}`);
+        assert.ok(
+          error instanceof OpenAI.RateLimitError,
+          `${error.constructor.name}: ${error.message}`,
+        );
         assert.equal(error.headers.get('retry-after'), '1');
         return true;
       },
@@ -308,7 +356,10 @@ describe('SDK error classes', () => {
           x_stub: { status: 502, headers: { 'content-type': 'text/html' }, body: html },
         }),
         (error) => {
-          assert.ok(error instanceof OpenAI.InternalServerError, `${error.constructor.name}: ${error.message}`);
+          assert.ok(
+            error instanceof OpenAI.InternalServerError,
+            `${error.constructor.name}: ${error.message}`,
+          );
           assert.equal(error.status, 502);
           assert.ok(!String(error.message).includes('<html'), error.message);
           return true;

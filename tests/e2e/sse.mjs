@@ -126,7 +126,11 @@ function assertModelRewritten(want, got, personaId, parsed, where) {
     }
     if (value !== parsed.model) continue;
     const gotData = parseBlock(got).data;
-    assert.deepStrictEqual(JSON.parse(gotData), { ...parsed.object, model: personaId }, `${where}: payload`);
+    assert.deepStrictEqual(
+      JSON.parse(gotData),
+      { ...parsed.object, model: personaId },
+      `${where}: payload`,
+    );
     return;
   }
   assert.fail(
@@ -152,14 +156,20 @@ export function assertFaithful(input, output, personaId) {
     let have = got[i];
     const where = `event ${i + 1} of ${expected.length}`;
     if (i === expected.length - 1 && !isTerminated(want)) {
-      assert.ok(isTerminated(have), `${where}: the unterminated last event must get its blank line: ${show(have)}`);
+      assert.ok(
+        isTerminated(have),
+        `${where}: the unterminated last event must get its blank line: ${show(have)}`,
+      );
       // Compare without the line ends: the gateway may only have appended some.
       want = want.replace(/[\r\n]+$/, '');
       have = have.replace(/[\r\n]+$/, '');
     }
     const parsed = topLevelModel(parseBlock(want).data);
     if (parsed === undefined || parsed.model === personaId) {
-      assert.ok(have === want, `${where} must pass unchanged\n  upstream: ${show(want)}\n  gateway:  ${show(have)}`);
+      assert.ok(
+        have === want,
+        `${where} must pass unchanged\n  upstream: ${show(want)}\n  gateway:  ${show(have)}`,
+      );
     } else {
       assertModelRewritten(want, have, personaId, parsed, where);
     }

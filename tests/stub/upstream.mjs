@@ -1,6 +1,22 @@
 // The offline stub upstream: speaks Zaguan's dialect (the OpenAI chat-completions wire format)
-// with plain node:http, records every request, and lets a test pick the reply through an extra
-// body field `x_stub` that the gateway forwards untouched. See tests/README.md for the options.
+// with plain node:http and no dependencies, and records every request it receives.
+//
+// POST /v1/chat/completions needs `Authorization: Bearer <key>` (else OpenAI's 401). The reply
+// is chosen by an extra body field `x_stub`, which the gateway forwards untouched:
+//   (absent)                       a realistic chat.completion, or with "stream": true a chunk
+//                                  stream (one write per chunk; usage chunk on include_usage)
+//   {cassette, reads, delay_ms}    replay tests/cases/sse/<cassette>; reads: "whole" | "lines"
+//                                  | "bytes:N" | "random:SEED[:MAX]" | [sizes...]
+//   {reads: [...], delay_ms,       exactly these network writes; a read is a UTF-8 string,
+//    content_type, rechunk}        {"b64": "..."} for raw bytes or {"text", "repeat": n};
+//                                  rechunk (a reads mode) cuts their bytes anew
+//   {status, headers, body}        an error (or any) reply with these headers and raw body
+//   {json} | {raw, split}          a non-streamed body: this JSON, or this exact text
+//   reset_after: n                 with any of the above: reset the connection after n writes
+// GET /__stub/requests?request_id=ID lists the recorded requests with that x-request-id (with
+// the time of each write and the bytes sent); POST /__stub/reset forgets them.
+// CLI: node tests/stub/upstream.mjs --port P --key K [--exit-with PID]  (prints `listening <port>`;
+// with --exit-with it stops when process PID is gone)
 
 import http from 'node:http';
 import fs from 'node:fs';
@@ -69,7 +85,7 @@ export function splitReads(bytes, mode = 'whole') {
     const random = seededRandom(Number(seed) || 1);
     const limit = Number(max) || 256;
     const sizes = [];
-    for (let total = 0; total < bytes.length; ) {
+    for (let total = 0; total < bytes.length;) {
       const size = 1 + Math.floor(random() * limit);
       sizes.push(size);
       total += size;
@@ -110,7 +126,11 @@ function usageFor(body, text) {
     .map((m) => (typeof m?.content === 'string' ? m.content : JSON.stringify(m?.content ?? '')))
     .reduce((sum, content) => sum + countWords(content) + 4, 0);
   const completion = countWords(text);
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: prompt + completion,
+  };
 }
 
 function completionId() {
@@ -159,7 +179,9 @@ function chatCompletionChunks(body) {
   for (const word of text.match(/\S+\s*/g) ?? []) events.push(chunk({ content: word }));
   events.push(chunk({}, 'stop'));
   if (body.stream_options && body.stream_options.include_usage === true) {
-    events.push(`data: ${JSON.stringify({ ...base, choices: [], usage: usageFor(body, text) })}\n\n`);
+    events.push(
+      `data: ${JSON.stringify({ ...base, choices: [], usage: usageFor(body, text) })}\n\n`,
+    );
   }
   events.push('data: [DONE]\n\n');
   return events.map((event) => Buffer.from(event, 'utf8'));
@@ -169,12 +191,19 @@ function readsFromSpec(items) {
   return items.map((item) => {
     if (typeof item === 'string') return Buffer.from(item, 'utf8');
     if (item && typeof item.b64 === 'string') return Buffer.from(item.b64, 'base64');
-    throw new Error('each read is a string or {"b64": "..."}');
+    if (item && typeof item.text === 'string')
+      return Buffer.from(item.text.repeat(item.repeat ?? 1), 'utf8');
+    throw new Error('each read is a string, {"b64": "..."} or {"text": "...", "repeat": n}');
   });
 }
 
 function loadCassette(name) {
-  if (typeof name !== 'string' || name.includes('/') || name.includes('\\') || name.startsWith('.')) {
+  if (
+    typeof name !== 'string' ||
+    name.includes('/') ||
+    name.includes('\\') ||
+    name.startsWith('.')
+  ) {
     throw new Error('cassette must be a plain file name in tests/cases/sse');
   }
   return fs.readFileSync(path.join(CASSETTE_DIR, name));
@@ -222,7 +251,9 @@ async function reply(req, res, record, key) {
   const body = record.json;
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
     res.writeHead(400, { 'content-type': 'application/json' });
-    res.end(errorBody('We could not parse the JSON body of your request.', 'invalid_request_error', null));
+    res.end(
+      errorBody('We could not parse the JSON body of your request.', 'invalid_request_error', null),
+    );
     return;
   }
   const spec = body.x_stub && typeof body.x_stub === 'object' ? body.x_stub : {};
@@ -243,7 +274,12 @@ async function reply(req, res, record, key) {
     const text = spec.raw !== undefined ? String(spec.raw) : JSON.stringify(spec.json);
     headers['content-type'] ??= spec.content_type ?? 'application/json';
     res.writeHead(status, headers);
-    await sendReads(res, record, splitReads(Buffer.from(text, 'utf8'), spec.split ?? 'whole'), options);
+    await sendReads(
+      res,
+      record,
+      splitReads(Buffer.from(text, 'utf8'), spec.split ?? 'whole'),
+      options,
+    );
     return;
   }
 
@@ -252,6 +288,9 @@ async function reply(req, res, record, key) {
     reads = splitReads(loadCassette(spec.cassette), spec.reads ?? 'whole');
   } else if (Array.isArray(spec.reads)) {
     reads = readsFromSpec(spec.reads);
+  }
+  if (reads !== null && spec.rechunk !== undefined) {
+    reads = splitReads(Buffer.concat(reads), spec.rechunk);
   }
   if (reads !== null) {
     headers['content-type'] ??= spec.content_type ?? 'text/event-stream; charset=utf-8';
@@ -271,7 +310,12 @@ async function reply(req, res, record, key) {
   }
   headers['content-type'] ??= 'application/json';
   res.writeHead(status, headers);
-  await sendReads(res, record, [Buffer.from(JSON.stringify(chatCompletion(body)), 'utf8')], options);
+  await sendReads(
+    res,
+    record,
+    [Buffer.from(JSON.stringify(chatCompletion(body)), 'utf8')],
+    options,
+  );
 }
 
 function guessType(text) {
@@ -302,7 +346,8 @@ export async function startStub({ port = 0, key = 'sk-stub-upstream-secret-01234
       const url = new URL(req.url ?? '/', 'http://stub');
       if (url.pathname === '/__stub/requests' && req.method === 'GET') {
         const id = url.searchParams.get('request_id');
-        const seen = id === null ? requests : requests.filter((r) => r.headers['x-request-id'] === id);
+        const seen =
+          id === null ? requests : requests.filter((r) => r.headers['x-request-id'] === id);
         sendJson(res, 200, seen);
         return;
       }
@@ -342,20 +387,35 @@ export async function startStub({ port = 0, key = 'sk-stub-upstream-secret-01234
         record.finished_at = Date.now();
       });
       res.on('close', () => {
-        if (record.finished_at === null && record.reset_at === null) record.client_closed_at = Date.now();
+        if (record.finished_at === null && record.reset_at === null)
+          record.client_closed_at = Date.now();
       });
 
       if (url.pathname !== '/v1/chat/completions') {
-        sendJson(res, 404, JSON.parse(errorBody(`Unknown path ${url.pathname}`, 'invalid_request_error', 'not_found')));
+        sendJson(
+          res,
+          404,
+          JSON.parse(
+            errorBody(`Unknown path ${url.pathname}`, 'invalid_request_error', 'not_found'),
+          ),
+        );
         return;
       }
       if (req.method !== 'POST') {
-        sendJson(res, 405, JSON.parse(errorBody('Use POST.', 'invalid_request_error', 'method_not_allowed')));
+        sendJson(
+          res,
+          405,
+          JSON.parse(errorBody('Use POST.', 'invalid_request_error', 'method_not_allowed')),
+        );
         return;
       }
       reply(req, res, record, key).catch((error) => {
         if (!res.headersSent) {
-          sendJson(res, 500, JSON.parse(errorBody(`stub: ${error.message}`, 'stub_error', 'stub_error')));
+          sendJson(
+            res,
+            500,
+            JSON.parse(errorBody(`stub: ${error.message}`, 'stub_error', 'stub_error')),
+          );
         } else {
           res.destroy();
         }
@@ -382,11 +442,15 @@ export async function startStub({ port = 0, key = 'sk-stub-upstream-secret-01234
 }
 
 function parseArgs(argv) {
-  const args = { port: 8788, key: 'sk-stub-upstream-secret-0123456789' };
+  const args = { port: 8788, key: 'sk-stub-upstream-secret-0123456789', exitWith: null };
   for (let i = 0; i < argv.length; i += 1) {
     if (argv[i] === '--port') args.port = Number(argv[(i += 1)]);
     else if (argv[i] === '--key') args.key = argv[(i += 1)];
-    else throw new Error(`unknown argument ${argv[i]} (usage: upstream.mjs --port P --key K)`);
+    else if (argv[i] === '--exit-with') args.exitWith = Number(argv[(i += 1)]);
+    else
+      throw new Error(
+        `unknown argument ${argv[i]} (usage: upstream.mjs --port P --key K [--exit-with PID])`,
+      );
   }
   return args;
 }
@@ -398,4 +462,14 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const stop = () => stub.close().then(() => process.exit(0));
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  if (args.exitWith) {
+    // Stops when the process that started it is gone, however that one ended.
+    setInterval(() => {
+      try {
+        process.kill(args.exitWith, 0);
+      } catch {
+        stop();
+      }
+    }, 1000).unref();
+  }
 }
