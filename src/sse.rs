@@ -48,6 +48,8 @@ pub struct Rewriter {
     usage: Option<Usage>,
     /// Whether usage-only chunks are held back (the client did not ask for them).
     drop_usage_chunks: bool,
+    /// Whether the last dispatched block was dropped (fields without data).
+    dropped_last: bool,
 }
 
 /// What is known of the block being read. Positions are relative to the block's first byte.
@@ -87,6 +89,7 @@ impl Rewriter {
             examined: 0,
             usage: None,
             drop_usage_chunks: false,
+            dropped_last: false,
         }
     }
 
@@ -141,6 +144,10 @@ impl Rewriter {
             self.pending = pending;
             self.pending.drain(..consumed);
         }
+        if self.failed {
+            return false;
+        }
+        // A block still open is already larger than the bound allows a whole block to be.
         if self.pending.len() > self.max_event_bytes {
             self.fail(out);
             return false;
@@ -172,14 +179,20 @@ impl Rewriter {
         ending
     }
 
+    /// The block the stream ended in, never dispatched: without its blank line it is whole
+    /// when its data is JSON or `[DONE]` (then the missing line ends are added, in the stream's
+    /// own style, so clients dispatch it), and cut off otherwise.
     fn finish_block(&mut self, rest: &[u8], out: &mut Vec<u8>) -> Ending {
         if rest.is_empty() {
             return Ending::Complete;
         }
-        let line_end = rest.len();
-        let unterminated = self.block.line_start < line_end;
+        if rest.len() > self.max_event_bytes {
+            self.fail(out);
+            return Ending::Oversized;
+        }
+        let unterminated = self.block.line_start < rest.len();
         if unterminated {
-            self.read_line(rest, self.block.line_start..line_end);
+            self.read_line(rest, self.block.line_start..rest.len());
         }
         if self.block.data.is_empty() {
             if !self.block.other_fields {
@@ -188,19 +201,17 @@ impl Rewriter {
             return Ending::Complete;
         }
         let data = data_of(&self.block.data, rest, &mut self.joined);
-        let whole = data.starts_with(b"[DONE]") || self.scanner.scan(data) != Shape::Invalid;
-        if !whole && unterminated {
-            out.extend_from_slice(&error_event(
-                "upstream stream ended in the middle of an event",
-                "upstream_truncated",
-            ));
+        if !data.starts_with(b"[DONE]") && self.scanner.scan(data) == Shape::Invalid {
+            let message = "upstream stream ended in the middle of an event";
+            out.extend_from_slice(&error_event(message, "upstream_truncated"));
             return Ending::Truncated;
         }
         self.emit(rest, out);
-        if unterminated {
-            out.push(b'\n');
-        }
-        out.push(b'\n');
+        out.extend_from_slice(match rest.last() {
+            _ if unterminated => b"\n\n",
+            Some(b'\r') => b"\r",
+            _ => b"\n",
+        });
         Ending::Complete
     }
 
@@ -228,8 +239,11 @@ impl Rewriter {
         if self.block.after_cr && pos < window.len() {
             self.block.after_cr = false;
             if window[pos] == b'\n' && pos == 0 {
-                // The CR ended the blank line of a block already written: its LF follows it.
-                out.push(b'\n');
+                // The CR ended the blank line of a block already dispatched: its LF goes where
+                // that block went, out or (for a dropped block) nowhere.
+                if !self.dropped_last {
+                    out.push(b'\n');
+                }
                 block_start = 1;
                 pos = 1;
             } else if window[pos] == b'\n' {
@@ -249,6 +263,10 @@ impl Rewriter {
             };
             let line = block_start + self.block.line_start..line_end;
             if line.is_empty() {
+                if line_end - block_start > self.max_event_bytes {
+                    self.fail(out);
+                    return window.len();
+                }
                 self.emit(&window[block_start..next], out);
                 self.block = Block { after_cr: self.block.after_cr, ..Block::default() };
                 block_start = next;
@@ -290,8 +308,9 @@ impl Rewriter {
     /// comments as they are, and nothing for a block of fields without data, which the OpenAI
     /// SDKs would try to parse as an empty JSON document.
     fn emit(&mut self, block: &[u8], out: &mut Vec<u8>) {
+        self.dropped_last = self.block.data.is_empty() && self.block.other_fields;
         if self.block.data.is_empty() {
-            if !self.block.other_fields {
+            if !self.dropped_last {
                 out.extend_from_slice(block);
             }
             return;

@@ -250,7 +250,8 @@ fn a_last_event_without_its_blank_line_is_dispatched() {
     );
     assert_eq!(
         run_text(&["data: {\"model\":\"m\"}\r"]),
-        "data: {\"model\":\"zaguanai/socrates\"}\r\n"
+        "data: {\"model\":\"zaguanai/socrates\"}\r\r",
+        "a CR then LF would be one line end, not the blank line that dispatches"
     );
     assert_eq!(run_text(&[": only a comment"]), ": only a comment");
     assert_eq!(run_text(&["id: 4"]), "");
@@ -420,5 +421,32 @@ fn usage_is_read_and_usage_only_chunks_are_held_back_when_asked() {
             assert_eq!(String::from_utf8(out).unwrap_or_default(), shown.replace("\"m\"", "\"p\""));
             assert_eq!(rewriter.usage(), expected(tokens), "{input}");
         }
+    }
+}
+
+#[test]
+fn a_split_crlf_after_a_dropped_block_goes_with_it() {
+    assert_eq!(run_text(&["id: 1\r\n\r", "\n"]), "");
+    assert_eq!(run_text(&[": keep\r\n\r", "\n"]), ": keep\r\n\r\n");
+}
+
+#[test]
+fn the_event_bound_does_not_depend_on_the_reads() {
+    let input = b"data: {\"model\":\"m\",\"pad\":\"0123456789\"}\n\n";
+    for cut in 0..=input.len() {
+        let mut rewriter = Rewriter::with_max_event_bytes("p", 16);
+        let mut out = Vec::new();
+        rewriter.push(&input[..cut], &mut out);
+        rewriter.push(&input[cut..], &mut out);
+        assert_eq!(rewriter.finish(&mut out), Ending::Oversized, "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_broken_event_at_the_end_is_cut_off_whether_or_not_its_line_ended() {
+    for input in ["data: {\"model\":\"m\",\n", "data: {\"model\":\"m\","] {
+        let (out, ending) = run(&[input.as_bytes()]);
+        assert_eq!(ending, Ending::Truncated, "{input}");
+        assert!(String::from_utf8(out).unwrap_or_default().contains("upstream_truncated"));
     }
 }

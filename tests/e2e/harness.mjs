@@ -145,10 +145,11 @@ function isolatedConfig(dir) {
 }
 
 /**
- * Starts stub + Worker. Resolves to
- * { origin, baseURL, stubOrigin, stubURL, persistDir, stop() }.
+ * Starts stub + Worker; `vars` adds to or overrides the Worker's vars (short timeouts for the
+ * resilience suite, say). Resolves to
+ * { origin, baseURL, stubOrigin, stubURL, persistDir, output, stop() }.
  */
-export async function startGateway({ build = !process.env.E2E_WRANGLER_CONFIG } = {}) {
+export async function startGateway({ build = !process.env.E2E_WRANGLER_CONFIG, vars: extra = {} } = {}) {
   if (build) runStep('.ci/build', 'bash', ['.ci/build'], BUILD_TIMEOUT_MS);
 
   const stub = await startStub({ port: 0, key: UPSTREAM_KEY });
@@ -177,6 +178,7 @@ export async function startGateway({ build = !process.env.E2E_WRANGLER_CONFIG } 
       ZAGUAN_BASE_URL: stub.url,
       ZAGUAN_API_KEY: UPSTREAM_KEY,
       GATEWAY_API_KEYS: [...CLIENT_KEYS, RATE_LIMIT_KEY].join(','),
+      ...extra,
     };
     const logLevel = process.env.E2E_WRANGLER_LOG_LEVEL || 'warn';
     const env = { ...childEnv(), WRANGLER_LOG: logLevel };

@@ -12,9 +12,22 @@
 //                                  rechunk (a reads mode) cuts their bytes anew
 //   {status, headers, body}        an error (or any) reply with these headers and raw body
 //   {json} | {raw, split}          a non-streamed body: this JSON, or this exact text
-//   reset_after: n                 with any of the above: reset the connection after n writes
-// GET /__stub/requests?request_id=ID lists the recorded requests with that x-request-id (with
-// the time of each write and the bytes sent); POST /__stub/reset forgets them.
+// Faults, combined with any of the above:
+//   reset_after: n                 reset the connection after n writes
+//   fail_first: {count, status,    the first `count` attempts (requests with the same
+//     headers, body, reset}        x-request-id) answer this status, headers and body (default:
+//                                  an OpenAI error; "" for an empty body), or with reset: true
+//                                  have their connection reset; later attempts get the rest
+//   reset_before_headers: true     reset the connection of every attempt before answering
+//   hang_ms: n                     wait n ms before the response headers (ends early if the
+//                                  caller hangs up)
+//   stall_after: k, stall_ms: n    after k writes, pause n ms, then go on (unless hung up)
+//   drip_ms: n                     send the body one byte per write, n ms apart
+//   gzip: true                     content-encoding: gzip, chunked; each write is compressed
+//                                  and flushed (Z_SYNC_FLUSH), so events still arrive one by one
+// GET /__stub/requests?request_id=ID lists the recorded requests with that x-request-id (each
+// with its `attempt` number for that id, the time of each write, the bytes sent and when the
+// caller hung up, `client_closed_at`); POST /__stub/reset forgets them.
 // CLI: node tests/stub/upstream.mjs --port P --key K [--exit-with PID]  (prints `listening <port>`;
 // with --exit-with it stops when process PID is gone)
 
@@ -22,6 +35,7 @@ import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -209,35 +223,159 @@ function loadCassette(name) {
   return fs.readFileSync(path.join(CASSETTE_DIR, name));
 }
 
+/** Resolves after `ms`, or as soon as the caller hangs up. */
+function pause(res, ms) {
+  if (res.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      res.off('close', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    res.on('close', done);
+  });
+}
+
+/** Resets the connection (a TCP RST where node can send one), noting when. */
+function resetConnection(res, record) {
+  record.reset_at = Date.now();
+  if (res.socket?.resetAndDestroy) res.socket.resetAndDestroy();
+  else res.socket?.destroy();
+}
+
+/**
+ * A gzip stream cut at each write: `chunk` compresses one read and flushes it (Z_SYNC_FLUSH), so
+ * a decoder gets that read whole; `end` gives the trailer.
+ */
+function gzipWriter() {
+  const gzip = zlib.createGzip();
+  const out = [];
+  gzip.on('data', (bytes) => out.push(bytes));
+  const take = () => Buffer.concat(out.splice(0, out.length));
+  const settled = () => new Promise((resolve) => setImmediate(resolve));
+  return {
+    chunk: (bytes) =>
+      new Promise((resolve) => {
+        gzip.write(bytes);
+        gzip.flush(zlib.constants.Z_SYNC_FLUSH, () => settled().then(() => resolve(take())));
+      }),
+    end: () =>
+      new Promise((resolve) => {
+        gzip.once('end', () => resolve(take()));
+        gzip.end();
+      }),
+  };
+}
+
 /**
  * Writes `reads` one network write each, `delayMs` apart, noting when each left in `record`.
- * With `resetAfter`, destroys the socket after that many reads instead of ending the body.
+ * With `resetAfter`, destroys the socket after that many reads instead of ending the body;
+ * with `stallAfter`, pauses `stallMs` after that many; `dripMs` sends one byte per write;
+ * `gzip` compresses each write (`record.sent_b64` keeps the bytes before compression).
  */
-async function sendReads(res, record, reads, { delayMs = 0, resetAfter = null } = {}) {
+async function sendReads(
+  res,
+  record,
+  reads,
+  {
+    delayMs = 0,
+    resetAfter = null,
+    stallAfter = null,
+    stallMs = 0,
+    dripMs = null,
+    gzip = false,
+  } = {},
+) {
+  if (dripMs !== null) {
+    reads = splitReads(Buffer.concat(reads), 'bytes:1');
+    delayMs = dripMs;
+  }
+  const encoder = gzip ? gzipWriter() : null;
   const sent = [];
   const note = () => {
     record.sent_b64 = Buffer.concat(sent).toString('base64');
   };
+  const write = (bytes) => new Promise((resolve) => res.write(bytes, () => resolve()));
   for (let i = 0; i < reads.length; i += 1) {
     if (resetAfter !== null && i >= resetAfter) break;
     if (i > 0 && delayMs > 0) await sleep(delayMs);
+    if (stallAfter !== null && i === stallAfter && stallMs > 0) {
+      record.stalled_at = Date.now();
+      await pause(res, stallMs);
+    }
     if (res.destroyed || record.client_closed_at !== null) return;
-    record.writes.push({ at: Date.now(), bytes: reads[i].length });
+    const wire = encoder ? await encoder.chunk(reads[i]) : reads[i];
+    record.writes.push({ at: Date.now(), bytes: reads[i].length, wire_bytes: wire.length });
     sent.push(reads[i]);
     note();
-    await new Promise((resolve) => res.write(reads[i], () => resolve()));
+    await write(wire);
     // Let the bytes leave before the next write, so they tend to arrive as separate reads.
     if (delayMs === 0) await new Promise((resolve) => setImmediate(resolve));
   }
   if (resetAfter !== null) {
     // Wait before the reset: a reset can discard bytes the peer has not read yet.
     await sleep(Math.max(delayMs, 200));
-    record.reset_at = Date.now();
-    if (res.socket?.resetAndDestroy) res.socket.resetAndDestroy();
-    else res.socket?.destroy();
+    resetConnection(res, record);
     return;
   }
+  if (stallAfter !== null && stallAfter >= reads.length && stallMs > 0) {
+    record.stalled_at = Date.now();
+    await pause(res, stallMs);
+    if (res.destroyed || record.client_closed_at !== null) return;
+  }
+  if (encoder) {
+    const trailer = await encoder.end();
+    if (res.destroyed || record.client_closed_at !== null) return;
+    await write(trailer);
+  }
   res.end();
+}
+
+/** The body of a failed attempt: the one asked for, else an OpenAI error naming the attempt. */
+function failureBody(fault, attempt, status) {
+  if (fault.body === undefined) {
+    return errorBody(
+      `stub: attempt ${attempt} fails with ${status} (fail_first ${fault.count})`,
+      status === 429 ? 'requests' : 'server_error',
+      status === 429 ? 'rate_limit_exceeded' : 'stub_fail_first',
+    );
+  }
+  return typeof fault.body === 'string' ? fault.body : JSON.stringify(fault.body);
+}
+
+/**
+ * The faults that strike before the response headers. Resolves to true when the attempt has
+ * been dealt with (failed, reset or abandoned by the caller).
+ */
+async function faultBeforeHeaders(res, record, spec) {
+  const fault = spec.fail_first;
+  if (fault && typeof fault === 'object' && record.attempt <= (Number(fault.count) || 0)) {
+    if (fault.reset === true) {
+      resetConnection(res, record);
+      return true;
+    }
+    const status = Number(fault.status) || 500;
+    const text = failureBody(fault, record.attempt, status);
+    const headers = Object.fromEntries(
+      Object.entries(fault.headers ?? {}).map(([name, value]) => [name.toLowerCase(), value]),
+    );
+    headers['content-type'] ??= text === '' ? 'text/plain' : guessType(text);
+    res.writeHead(status, headers);
+    await sendReads(res, record, [Buffer.from(text, 'utf8')]);
+    return true;
+  }
+  if (spec.reset_before_headers === true) {
+    resetConnection(res, record);
+    return true;
+  }
+  const hang = Number(spec.hang_ms) || 0;
+  if (hang > 0) {
+    record.hung_at = Date.now();
+    await pause(res, hang);
+    if (res.destroyed || record.client_closed_at !== null) return true;
+  }
+  return false;
 }
 
 async function reply(req, res, record, key) {
@@ -257,10 +395,19 @@ async function reply(req, res, record, key) {
     return;
   }
   const spec = body.x_stub && typeof body.x_stub === 'object' ? body.x_stub : {};
-  const options = { delayMs: Number(spec.delay_ms) || 0, resetAfter: spec.reset_after ?? null };
+  if (await faultBeforeHeaders(res, record, spec)) return;
+  const options = {
+    delayMs: Number(spec.delay_ms) || 0,
+    resetAfter: spec.reset_after ?? null,
+    stallAfter: spec.stall_after ?? null,
+    stallMs: Number(spec.stall_ms) || 0,
+    dripMs: spec.drip_ms === undefined ? null : Number(spec.drip_ms) || 0,
+    gzip: spec.gzip === true,
+  };
   const headers = Object.fromEntries(
     Object.entries(spec.headers ?? {}).map(([name, value]) => [name.toLowerCase(), value]),
   );
+  if (options.gzip) headers['content-encoding'] = 'gzip';
   const status = spec.status ?? 200;
 
   if (spec.body !== undefined) {
@@ -338,6 +485,8 @@ function sendJson(res, status, value) {
  */
 export async function startStub({ port = 0, key = 'sk-stub-upstream-secret-0123456789' } = {}) {
   const requests = [];
+  // Attempts seen so far per x-request-id, for fail_first.
+  const attempts = new Map();
   const server = http.createServer((req, res) => {
     req.socket.setNoDelay(true);
     const chunks = [];
@@ -353,6 +502,7 @@ export async function startStub({ port = 0, key = 'sk-stub-upstream-secret-01234
       }
       if (url.pathname === '/__stub/reset' && req.method === 'POST') {
         requests.length = 0;
+        attempts.clear();
         sendJson(res, 200, { ok: true });
         return;
       }
@@ -368,7 +518,10 @@ export async function startStub({ port = 0, key = 'sk-stub-upstream-secret-01234
       } catch {
         json = null;
       }
+      const id = req.headers['x-request-id'] ?? '';
+      attempts.set(id, (attempts.get(id) ?? 0) + 1);
       const record = {
+        attempt: attempts.get(id),
         method: req.method,
         path: url.pathname,
         query: url.search,
@@ -381,6 +534,8 @@ export async function startStub({ port = 0, key = 'sk-stub-upstream-secret-01234
         finished_at: null,
         client_closed_at: null,
         reset_at: null,
+        hung_at: null,
+        stalled_at: null,
       };
       requests.push(record);
       res.on('finish', () => {

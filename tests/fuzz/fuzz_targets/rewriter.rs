@@ -8,7 +8,6 @@
 use libfuzzer_sys::fuzz_target;
 use persona_gateway::sse::{error_event, Ending, Rewriter, DEFAULT_MAX_EVENT_BYTES};
 use serde_json::Value;
-use std::sync::OnceLock;
 
 /// A persona id whose JSON literal, `"\u0001fz"`, input hardly ever holds: in the output each
 /// occurrence marks a rewrite.
@@ -33,8 +32,9 @@ fn check(input: &[u8]) {
 
     if bound > 0 {
         let max = usize::from(bound) * 8;
-        check_bounded(stream, &whole, &run(&[stream], max), max);
-        check_bounded(stream, &whole, &run(&reads, max), max);
+        let bounded = run(&[stream], max);
+        check_bounded(stream, &whole, &bounded, max);
+        check_same(&run(&reads, max), &bounded, &reads);
     }
     assert!(count(&whole.0, REPLACEMENT_CHARACTER) <= count(stream, REPLACEMENT_CHARACTER));
     check_only_literals_changed(stream, &whole.0);
@@ -42,29 +42,17 @@ fn check(input: &[u8]) {
 
 /// Asserts that cut reads gave the output of one read.
 fn check_same(actual: &(Vec<u8>, Ending), expected: &(Vec<u8>, Ending), reads: &[&[u8]]) {
-    let same = actual.1 == expected.1 && equal_but_stray_lf(&actual.0, &expected.0, false);
+    let same = actual.1 == expected.1 && equal(&actual.0, &expected.0, false);
     assert!(same, "reads {reads:?}: {actual:?} != {expected:?}");
 }
 
-/// Whether `actual` is `expected` (or its start, with `prefix`). With the environment variable
-/// `PERSONA_FUZZ_ALLOW_STRAY_LF` set, a known fault is let through so a run can go on: LF bytes
-/// too many where a dropped block's CRLF blank line was split between two reads.
-fn equal_but_stray_lf(actual: &[u8], expected: &[u8], prefix: bool) -> bool {
-    static ALLOW_STRAY_LF: OnceLock<bool> = OnceLock::new();
-    let exact = if prefix { expected.starts_with(actual) } else { actual == expected };
-    let allow = || std::env::var_os("PERSONA_FUZZ_ALLOW_STRAY_LF").is_some();
-    if exact || !*ALLOW_STRAY_LF.get_or_init(allow) {
-        return exact;
+/// Whether `actual` is `expected`, or with `prefix` its start.
+fn equal(actual: &[u8], expected: &[u8], prefix: bool) -> bool {
+    if prefix {
+        expected.starts_with(actual)
+    } else {
+        actual == expected
     }
-    let mut expected = expected.iter().peekable();
-    for byte in actual {
-        if expected.peek() == Some(&byte) {
-            expected.next();
-        } else if *byte != b'\n' {
-            return false;
-        }
-    }
-    prefix || expected.next().is_none()
 }
 
 fn run(reads: &[&[u8]], max_event_bytes: usize) -> (Vec<u8>, Ending) {
@@ -95,8 +83,7 @@ fn cut(stream: &[u8], max_read: usize, seed: u16) -> Vec<&[u8]> {
 }
 
 /// Under a bound the stream comes out as without one, or as a prefix of that and the oversize
-/// error. Which of the two may depend on the reads: the rewriter measures only what it holds,
-/// and an event that arrives whole inside one read is never held.
+/// error; which of the two does not depend on the reads (the callers compare both).
 fn check_bounded(stream: &[u8], free: &(Vec<u8>, Ending), bounded: &(Vec<u8>, Ending), max: usize) {
     if bounded.1 != Ending::Oversized {
         check_same(bounded, free, &[stream]);
@@ -107,7 +94,7 @@ fn check_bounded(stream: &[u8], free: &(Vec<u8>, Ending), bounded: &(Vec<u8>, En
     let error = error_event(&message, "upstream_event_too_large");
     let before = bounded.0.strip_suffix(error.as_slice());
     assert!(
-        before.is_some_and(|before| equal_but_stray_lf(before, &free.0, true)),
+        before.is_some_and(|before| equal(before, &free.0, true)),
         "{:?}",
         bounded.0
     );
