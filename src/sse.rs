@@ -38,9 +38,7 @@ pub struct Rewriter {
     block: Block,
     scanner: Scanner,
     joined: Vec<u8>,
-    /// Whether the stream start has been checked for a byte order mark.
-    started: bool,
-    failed: bool,
+    phase: Phase,
     /// Bytes looked at so far, by the line scan and the JSON scan together: the measure that
     /// shows the cost is linear in the input.
     examined: u64,
@@ -50,6 +48,16 @@ pub struct Rewriter {
     drop_usage_chunks: bool,
     /// Whether the last dispatched block was dropped (fields without data).
     dropped_last: bool,
+}
+
+/// Where the stream is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not yet known whether it starts with a byte order mark.
+    Start,
+    Open,
+    /// An event outgrew the bound; nothing more is read.
+    Failed,
 }
 
 /// What is known of the block being read. Positions are relative to the block's first byte.
@@ -84,8 +92,7 @@ impl Rewriter {
             block: Block::default(),
             scanner: Scanner::default(),
             joined: Vec::new(),
-            started: false,
-            failed: false,
+            phase: Phase::Start,
             examined: 0,
             usage: None,
             drop_usage_chunks: false,
@@ -105,7 +112,7 @@ impl Rewriter {
     /// Whether the stream may go on: false once an event outgrew the bound.
     #[must_use]
     pub fn is_open(&self) -> bool {
-        !self.failed
+        self.phase != Phase::Failed
     }
 
     /// The last token usage the stream reported, if any.
@@ -117,11 +124,10 @@ impl Rewriter {
     /// Takes one upstream read and appends to `out` every event it completes. Returns false once
     /// the stream has failed (an event outgrew the bound); the caller should stop reading.
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> bool {
-        if self.failed {
-            return false;
-        }
-        if self.started {
-            return self.push_framed(chunk, out);
+        match self.phase {
+            Phase::Failed => return false,
+            Phase::Open => return self.push_framed(chunk, out),
+            Phase::Start => {}
         }
         self.pending.extend_from_slice(chunk);
         if !self.check_start(out) {
@@ -144,7 +150,7 @@ impl Rewriter {
             self.pending = pending;
             self.pending.drain(..consumed);
         }
-        if self.failed {
+        if self.phase == Phase::Failed {
             return false;
         }
         // A block still open is already larger than the bound allows a whole block to be.
@@ -165,11 +171,11 @@ impl Rewriter {
     /// Ends the stream: a last block without its blank line is dispatched when it is whole,
     /// and replaced by an in-band error event when the stream stopped inside it.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Ending {
-        if self.failed {
+        if self.phase == Phase::Failed {
             return Ending::Oversized;
         }
-        if !self.started {
-            self.started = true;
+        if self.phase == Phase::Start {
+            self.phase = Phase::Open;
             out.append(&mut self.pending);
             return Ending::Complete;
         }
@@ -220,13 +226,13 @@ impl Rewriter {
     fn check_start(&mut self, out: &mut Vec<u8>) -> bool {
         let prefix_len = self.pending.len().min(BYTE_ORDER_MARK.len());
         if self.pending[..prefix_len] != BYTE_ORDER_MARK[..prefix_len] {
-            self.started = true;
+            self.phase = Phase::Open;
         } else if self.pending.len() >= BYTE_ORDER_MARK.len() {
-            self.started = true;
+            self.phase = Phase::Open;
             out.extend_from_slice(BYTE_ORDER_MARK);
             self.pending.drain(..BYTE_ORDER_MARK.len());
         }
-        self.started
+        self.phase == Phase::Open
     }
 
     /// Splits `window` (the pending block followed by new bytes) into lines, dispatching each
@@ -342,7 +348,7 @@ impl Rewriter {
     }
 
     fn fail(&mut self, out: &mut Vec<u8>) {
-        self.failed = true;
+        self.phase = Phase::Failed;
         self.pending = Vec::new();
         let message = format!("upstream event exceeds the limit of {} bytes", self.max_event_bytes);
         out.extend_from_slice(&error_event(&message, "upstream_event_too_large"));
