@@ -234,7 +234,7 @@ impl GatewayError {
                 format!("Method {} is not allowed on {}; use {allow}.", echo(method), echo(path))
             }
             Self::UpstreamUnreachable { reason } => {
-                format!("The upstream API could not be reached: {reason}.")
+                format!("The upstream API could not be reached: {}.", reason.trim_end_matches('.'))
             }
             Self::UpstreamStatus { status } => format!(
                 "The upstream API answered with status {status} and a body that is not an \

@@ -67,6 +67,9 @@ impl<'a> ChatRequest<'a> {
                 None => invalid_json(&message),
             }
         })?;
+        for name in ["max_tokens", "max_completion_tokens"] {
+            check_token_limit(&fields, name)?;
+        }
         let request = Self { model: read_model(&fields)?, stream: read_stream(&fields)?, fields };
         request.check_messages()?;
         Ok(request)
@@ -215,8 +218,24 @@ fn read_model(fields: &[(String, &RawValue)]) -> Result<String, GatewayError> {
     match serde_json::from_str::<String>(raw.get()) {
         Ok(model) if !model.is_empty() => Ok(model),
         Ok(_) => Err(parameter("model", "`model` must not be empty")),
+        Err(_) if raw.get().starts_with('"') => {
+            Err(parameter("model", "`model` must be a valid JSON string"))
+        }
         Err(_) => Err(parameter("model", "`model` must be a string")),
     }
+}
+
+/// A token limit, when set, is a positive whole number written as digits (no sign, fraction or
+/// exponent), as OpenAI requires; anything else could slip past a persona's cap.
+fn check_token_limit(fields: &[(String, &RawValue)], name: &str) -> Result<(), GatewayError> {
+    let Some(raw) = find(fields, name).map(RawValue::get).filter(|raw| *raw != "null") else {
+        return Ok(());
+    };
+    let digits = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit());
+    if digits && !raw.starts_with('0') {
+        return Ok(());
+    }
+    Err(parameter(name, &format!("`{name}` must be a positive integer")))
 }
 
 fn read_stream(fields: &[(String, &RawValue)]) -> Result<bool, GatewayError> {
@@ -235,8 +254,12 @@ fn check_message(index: usize, message: &RawValue) -> Result<(), GatewayError> {
         role: Option<std::borrow::Cow<'a, str>>,
     }
     let param = format!("messages[{index}]");
-    let message: Message = serde_json::from_str(message.get()).map_err(|_| {
-        parameter(&param, &format!("`{param}` must be an object with a string `role`"))
+    let message: Message = serde_json::from_str(message.get()).map_err(|error| {
+        if error.to_string().starts_with("duplicate field `role`") {
+            GatewayError::DuplicateKey { param: format!("{param}.role") }
+        } else {
+            parameter(&param, &format!("`{param}` must be an object with a string `role`"))
+        }
     })?;
     match message.role.as_deref() {
         Some(role) if ROLES.contains(&role) => Ok(()),
@@ -263,11 +286,12 @@ fn messages_with_system(raw: &str, system_message: &str) -> String {
     format!("[{system_message},{rest}")
 }
 
-/// A token limit lowered to the persona's cap; values that are not whole numbers are left for
-/// the upstream to refuse.
+/// A token limit lowered to the persona's cap. [`check_token_limit`] let through only digits,
+/// so a value too large for `u64` is above any cap.
 fn capped(raw: &str, persona: &Persona) -> String {
     match (raw.parse::<u64>(), persona.limits.max_tokens) {
         (Ok(asked), Some(cap)) if asked > cap => cap.to_string(),
+        (Err(_), Some(cap)) => cap.to_string(),
         _ => raw.to_owned(),
     }
 }

@@ -48,6 +48,8 @@ pub struct Rewriter {
     drop_usage_chunks: bool,
     /// Whether the last dispatched block was dropped (fields without data).
     dropped_last: bool,
+    /// Whether any data event went out: a stream without one is no answer at all.
+    answered: bool,
 }
 
 /// Where the stream is.
@@ -97,6 +99,7 @@ impl Rewriter {
             usage: None,
             drop_usage_chunks: false,
             dropped_last: false,
+            answered: false,
         }
     }
 
@@ -169,19 +172,26 @@ impl Rewriter {
     }
 
     /// Ends the stream: a last block without its blank line is dispatched when it is whole,
-    /// and replaced by an in-band error event when the stream stopped inside it.
+    /// and replaced by an in-band error event when the stream stopped inside it. A stream that
+    /// never carried a data event also ends with that error: it answered nothing.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Ending {
         if self.phase == Phase::Failed {
             return Ending::Oversized;
         }
-        if self.phase == Phase::Start {
+        let ending = if self.phase == Phase::Start {
             self.phase = Phase::Open;
             out.append(&mut self.pending);
-            return Ending::Complete;
-        }
-        let rest = std::mem::take(&mut self.pending);
-        let ending = self.finish_block(&rest, out);
+            Ending::Complete
+        } else {
+            let rest = std::mem::take(&mut self.pending);
+            self.finish_block(&rest, out)
+        };
         self.block = Block::default();
+        if ending == Ending::Complete && !self.answered {
+            let message = "upstream stream ended without any event";
+            out.extend_from_slice(&error_event(message, "upstream_truncated"));
+            return Ending::Truncated;
+        }
         ending
     }
 
@@ -321,6 +331,7 @@ impl Rewriter {
             }
             return;
         }
+        self.answered = true;
         let data = data_of(&self.block.data, block, &mut self.joined);
         self.examined += data.len() as u64;
         if self.scanner.scan(data) != Shape::Object {

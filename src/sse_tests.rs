@@ -253,8 +253,10 @@ fn a_last_event_without_its_blank_line_is_dispatched() {
         "data: {\"model\":\"zaguanai/socrates\"}\r\r",
         "a CR then LF would be one line end, not the blank line that dispatches"
     );
-    assert_eq!(run_text(&[": only a comment"]), ": only a comment");
-    assert_eq!(run_text(&["id: 4"]), "");
+    let nothing = "data: {\"error\":{\"code\":\"upstream_truncated\",\"message\":\"upstream stream ended without any event\",\"param\":null,\"type\":\"upstream_error\"}}\n\n";
+    assert_eq!(run_text(&[": only a comment"]), format!(": only a comment{nothing}"));
+    assert_eq!(run_text(&["id: 4"]), nothing);
+    assert_eq!(run(&[]), (nothing.as_bytes().to_vec(), Ending::Truncated));
 }
 
 #[test]
@@ -264,7 +266,7 @@ fn a_byte_order_mark_is_kept_and_does_not_hide_the_first_field() {
     assert_eq!(run_text(&[input]), expected);
     let bytes = input.as_bytes();
     assert_eq!(run(&one_byte_reads(bytes)).0, expected.as_bytes());
-    assert_eq!(run(&[&bytes[..1]]).0, &bytes[..1]);
+    assert!(run(&[&bytes[..1]]).0.starts_with(&bytes[..1]));
 }
 
 #[test]
@@ -426,8 +428,10 @@ fn usage_is_read_and_usage_only_chunks_are_held_back_when_asked() {
 
 #[test]
 fn a_split_crlf_after_a_dropped_block_goes_with_it() {
-    assert_eq!(run_text(&["id: 1\r\n\r", "\n"]), "");
-    assert_eq!(run_text(&[": keep\r\n\r", "\n"]), ": keep\r\n\r\n");
+    let blocks =
+        |reads: &[&str]| run_text(reads).split("data: {\"error\"").next().map(str::to_owned);
+    assert_eq!(blocks(&["id: 1\r\n\r", "\n"]).as_deref(), Some(""));
+    assert_eq!(blocks(&[": keep\r\n\r", "\n"]).as_deref(), Some(": keep\r\n\r\n"));
 }
 
 #[test]

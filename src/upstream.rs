@@ -48,6 +48,11 @@ pub fn rewrite_completion(
             reason: "the completion is not a JSON object".to_owned(),
         });
     }
+    if scanner.choices.is_none() {
+        return Err(GatewayError::UpstreamInvalid {
+            reason: "the completion has no `choices`".to_owned(),
+        });
+    }
     let mut out = Vec::with_capacity(body.len() + replacement.len());
     let mut copied = 0;
     for span in &scanner.model_spans {
@@ -125,11 +130,13 @@ mod tests {
         assert_eq!(usage, Some(Usage::default()), "a usage without counts reads as zeros");
         let expected = br#"{"id":"x","model":"zaguanai/socrates","choices":[{"message":{"content":"\"model\":\"up\""}}],"usage":{"model":"up"},"big":1.50e+3}"#;
         assert_eq!(out, expected.to_vec());
-        let with_usage = br#"{"model":"m","usage":{"prompt_tokens":3,"total_tokens":5}}"#;
+        let with_usage =
+            br#"{"model":"m","choices":[],"usage":{"prompt_tokens":3,"total_tokens":5}}"#;
         let usage = rewrite_completion(with_usage, b"\"x\"").map(|(_, usage)| usage);
         let expected = Usage { prompt_tokens: 3, completion_tokens: 0, total_tokens: 5 };
         assert_eq!(usage, Ok(Some(expected)));
         assert!(rewrite_completion(b"<html>", b"\"x\"").is_err());
+        assert!(rewrite_completion(br#"{"hello":"world"}"#, b"\"x\"").is_err());
         assert!(rewrite_completion(b"[1]", b"\"x\"").is_err());
     }
 }

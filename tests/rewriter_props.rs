@@ -122,6 +122,15 @@ impl Stream {
                 }
             }
         }
+        let answered =
+            self.blocks.iter().any(|block| matches!(block.data, Data::Whole | Data::Broken));
+        if !answered {
+            out.extend(error_event(
+                "upstream stream ended without any event",
+                "upstream_truncated",
+            ));
+            return (out, Ending::Truncated);
+        }
         (out, Ending::Complete)
     }
 }

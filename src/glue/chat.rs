@@ -49,13 +49,17 @@ pub async fn complete(
     trace.upstream_first_byte_ms = Some(trace.elapsed());
 
     let status = response.status_code();
+    if !(200..300).contains(&status) && status < 400 {
+        // Redirects are not followed (they would carry the prompt elsewhere) nor passed on.
+        return Err(GatewayError::UpstreamStatus { status });
+    }
     if !(200..300).contains(&status) {
         trace.outcome = Some(Outcome::UpstreamError);
         return pass_error(&response, status, api_key).await;
     }
     let content_type = response.headers().get("content-type").ok().flatten().unwrap_or_default();
     if !content_type.starts_with("text/event-stream") {
-        return complete_whole(&response, status, &persona_id, trace).await;
+        return complete_whole(&response, status, &persona_id, api_key, trace).await;
     }
     let mut rewriter = Rewriter::with_max_event_bytes(&persona_id, config.max_event_bytes);
     if !request.wants_usage() {
@@ -78,9 +82,15 @@ async fn complete_whole(
     response: &Response,
     status: u16,
     persona_id: &str,
+    api_key: &str,
     trace: &mut Trace,
 ) -> Result<Response, GatewayError> {
     let body = read_whole(response).await?;
+    if crate::upstream::is_openai_error(&body) {
+        // An error under a 2xx status: the SDKs would take it for an empty completion.
+        trace.outcome = Some(Outcome::UpstreamError);
+        return error_answer(502, crate::upstream::redact(&body, api_key), None);
+    }
     let literal = serde_json::Value::from(persona_id).to_string();
     let (rewritten, usage) = crate::upstream::rewrite_completion(&body, literal.as_bytes())?;
     trace.usage = usage;
@@ -99,9 +109,19 @@ async fn pass_error(
 ) -> Result<Response, GatewayError> {
     let body = read_whole(response).await.unwrap_or_default();
     let body = crate::upstream::error_body(status, &body, api_key)?;
+    error_answer(status, body, Some(response))
+}
+
+/// An OpenAI error body under `status`, with the rate-limit headers of `upstream` if given.
+fn error_answer(
+    status: u16,
+    body: Vec<u8>,
+    upstream: Option<&Response>,
+) -> Result<Response, GatewayError> {
     let headers = Headers::new();
     headers.set("content-type", "application/json").map_err(internal)?;
-    for (name, value) in response.headers().entries() {
+    let entries = upstream.map(|response| response.headers().entries());
+    for (name, value) in entries.into_iter().flatten() {
         if crate::upstream::is_passed_header(&name) {
             headers.set(&name, &value).map_err(internal)?;
         }

@@ -34,7 +34,11 @@ async fn fetch(request: Request, env: Env, context: Context) -> worker::Result<R
     let method = request.method().to_string();
     if method == "OPTIONS" {
         let requested = header("access-control-request-headers");
-        return Ok(preflight(origin.as_deref(), requested.as_deref()));
+        let mut response = preflight(origin.as_deref(), requested.as_deref(), &config);
+        let headers = response.headers_mut();
+        let _ = headers.set("x-request-id", &id);
+        let _ = headers.set("server-timing", "gateway;dur=0");
+        return Ok(response);
     }
     let mut trace = Trace::start(&id, &method, &request.path(), config.log_level, &env);
 
@@ -54,6 +58,8 @@ async fn fetch(request: Request, env: Env, context: Context) -> worker::Result<R
     }
     if let Some(origin) = &origin {
         allow_origin(headers, origin);
+    } else if !config.allowed_origins.is_empty() {
+        let _ = headers.append("vary", "Origin");
     }
     let status = response.status_code();
     let outcome = trace.outcome.unwrap_or_else(|| Outcome::from_status(status));
@@ -109,9 +115,12 @@ async fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, Gatew
 }
 
 /// The answer to a CORS preflight, given before any key is checked.
-fn preflight(origin: Option<&str>, requested: Option<&str>) -> Response {
+fn preflight(origin: Option<&str>, requested: Option<&str>, config: &Config) -> Response {
     let headers = Headers::new();
     let _ = headers.set("allow", cors::ALLOWED_METHODS);
+    if origin.is_none() && !config.allowed_origins.is_empty() {
+        let _ = headers.append("vary", "Origin");
+    }
     if let Some(origin) = origin {
         allow_origin(&headers, origin);
         let allowed = cors::allowed_request_headers(requested);

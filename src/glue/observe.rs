@@ -16,6 +16,9 @@ use crate::usage::Usage;
 
 const METRICS_BINDING: &str = "METRICS";
 
+/// The longest stretch of a request path a log line repeats.
+const MAX_LOGGED_PATH: usize = 256;
+
 /// Everything noted about one request until it ends.
 pub struct Trace {
     pub id: String,
@@ -62,7 +65,7 @@ impl Trace {
         Self {
             id: id.to_owned(),
             method: method.to_owned(),
-            path: path.to_owned(),
+            path: path.chars().take(MAX_LOGGED_PATH).collect(),
             started: now(),
             level,
             metrics,
@@ -86,15 +89,16 @@ impl Trace {
         now() - self.started
     }
 
-    /// Notes a failure's class and, for failures of the runtime or the network, a short reason.
+    /// Notes a failure's class and a short reason: the runtime's own words for its failures,
+    /// else the message the client got (which holds no key and no prompt).
     pub fn fail(&mut self, error: &GatewayError) {
         let reason = match error {
             GatewayError::Internal { reason } | GatewayError::UpstreamUnreachable { reason } => {
-                reason.chars().take(200).collect()
+                reason.clone()
             }
-            _ => String::new(),
+            _ => error.message(),
         };
-        self.error = Some((error.code(), reason));
+        self.error = Some((error.code(), reason.chars().take(200).collect()));
     }
 
     /// Notes a failure found after the response began (a stream cut off or timed out).

@@ -9,6 +9,8 @@ export async function post(url, authorization, requestId, body, accept, timeoutM
   try {
     return await fetch(url, {
       method: 'POST',
+      // A redirect would carry the persona's prompt to another origin: never follow one.
+      redirect: 'manual',
       headers: {
         authorization,
         'content-type': 'application/json',

@@ -43,6 +43,10 @@ const VARS = {
   LOG_LEVEL: 'info',
 };
 const START_MS = 10 * 60_000;
+// The Worker's console.log lines (outcome ok) show from wrangler's `log` level on; failures
+// (console.warn, console.error) show at the default `warn` too.
+process.env.E2E_WRANGLER_LOG_LEVEL ??= 'log';
+const OK_LINES_SHOWN = ['log', 'debug'].includes(process.env.E2E_WRANGLER_LOG_LEVEL);
 const UPSTREAM_MODEL = SOCRATES.header.upstream_model;
 
 let gw;
@@ -68,7 +72,7 @@ async function ask(tag, xStub, extra = {}) {
 
 /** The stub's attempts for `id`: exactly `count`, every one with that same x-request-id. */
 async function assertAttempts(id, count) {
-  const records = await stubRecords(gw, id, (seen) => seen.length >= count);
+  await stubRecords(gw, id, (seen) => seen.length >= count);
   // Give a wrongful extra attempt the time to show.
   await sleep(150);
   const settled = await stubRecords(gw, id);
@@ -78,7 +82,7 @@ async function assertAttempts(id, count) {
     assert.equal(record.attempt, i + 1);
     assert.equal(record.body, settled[0].body, `attempt ${i + 1} sends the same body`);
   });
-  return records.length === count ? records : settled;
+  return settled;
 }
 
 /** The last attempt's bytes as the stub sent them. */
@@ -114,10 +118,11 @@ function assertEndsInBand(result, code, contents) {
   assert.deepEqual(seen, contents, 'every chunk sent before the failure, in order');
 }
 
-/** Checks the gateway's log line, when the Worker's output shows one. */
+/** Checks the gateway's one log line for a request (lines of success only if shown). */
 async function assertLogged(id, expected) {
   const line = await logLine(gw, id);
-  if (line === null) return;
+  if (line === null && expected.outcome === 'ok' && !OK_LINES_SHOWN) return;
+  assert.ok(line, `a log line for ${id}`);
   for (const [key, value] of Object.entries(expected)) {
     assert.equal(line[key], value, `log ${key} (${JSON.stringify(line)})`);
   }
@@ -126,6 +131,18 @@ async function assertLogged(id, expected) {
 const stubError = (message, type, code, param = null) =>
   JSON.stringify({ error: { message, type, param, code } });
 
+/** A short non-streamed completion, as JSON text. */
+function smallCompletion(content) {
+  const message = { role: 'assistant', content };
+  return JSON.stringify({
+    id: 'chatcmpl-small',
+    object: 'chat.completion',
+    created: 1,
+    model: 'up-model',
+    choices: [{ index: 0, message, finish_reason: 'stop' }],
+  });
+}
+
 describe('retries before the first byte', () => {
   test('503 for the first two attempts, then success (not streamed)', async () => {
     const result = await ask('retry-json', { fail_first: { count: 2, status: 503 } }, {
@@ -133,7 +150,7 @@ describe('retries before the first byte', () => {
     });
     assert.equal(result.status, 200, result.text);
     const records = await assertAttempts(result.id, 3);
-    assert.equal(result.text, withPersona(sentBy(records[2])), 'the successful answer, byte for byte');
+    assert.equal(result.text, withPersona(sentBy(records[2])), 'the answer, byte for byte');
     assert.equal(JSON.parse(result.text).model, PERSONA);
     await assertLogged(result.id, { status: 200, outcome: 'ok', attempts: 3 });
   });
@@ -175,7 +192,7 @@ describe('retries before the first byte', () => {
     'retry-after alone': { 'retry-after': '5' },
   };
   for (const [name, advice] of Object.entries(longAdvice)) {
-    test(`429 asking for longer than RETRY_MAX_DELAY_MS (${name}) passes to the client`, async () => {
+    test(`429 asking for more than RETRY_MAX_DELAY_MS (${name}) reaches the client`, async () => {
       const body = stubError('Rate limit reached for requests', 'requests', 'rate_limit_exceeded');
       const headers = {
         'content-type': 'application/json',
@@ -185,7 +202,8 @@ describe('retries before the first byte', () => {
         'x-ratelimit-reset-requests': '30s',
         'x-ratelimit-remaining-tokens': '1200',
       };
-      const result = await ask('429-long', { fail_first: { count: 1, status: 429, headers, body } });
+      const xStub = { fail_first: { count: 1, status: 429, headers, body } };
+      const result = await ask('429-long', xStub);
       assertOpenAIError(result, 429, { code: 'rate_limit_exceeded' });
       assert.equal(result.text, body, 'the upstream body, unchanged');
       for (const [name, value] of Object.entries(headers)) {
@@ -195,7 +213,6 @@ describe('retries before the first byte', () => {
       await assertAttempts(result.id, 1);
 
       const id = requestId('429-long-sdk');
-      const xStub = { fail_first: { count: 1, status: 429, headers, body } };
       const error = await client.chat.completions
         .create(r0(xStub), { headers: { 'x-request-id': id } })
         .then(() => null, (caught) => caught);
@@ -206,13 +223,21 @@ describe('retries before the first byte', () => {
     });
   }
 
+  const invalid = 'invalid_request_error';
+  // status: [the SDK's error class, the upstream's body]
   const clientErrors = {
-    400: ['BadRequestError', stubError("Invalid value for 'n'", 'invalid_request_error', 'invalid_value', 'n')],
-    401: ['AuthenticationError', stubError('Incorrect API key provided.', 'invalid_request_error', 'invalid_api_key')],
-    402: ['APIError', stubError('Insufficient credits: top up to continue.', 'insufficient_credits', 'insufficient_credits')],
-    403: ['PermissionDeniedError', stubError('This model is not in your band.', 'access_denied', 'band_access_denied')],
-    404: ['NotFoundError', stubError('The model does not exist.', 'invalid_request_error', 'model_not_found', 'model')],
-    422: ['UnprocessableEntityError', stubError('Unprocessable request.', 'invalid_request_error', 'unprocessable_entity')],
+    400: ['BadRequestError', stubError("Invalid value for 'n'", invalid, 'invalid_value', 'n')],
+    401: ['AuthenticationError', stubError('Incorrect API key.', invalid, 'invalid_api_key')],
+    402: [
+      'APIError',
+      stubError('Insufficient credits: top up.', 'insufficient_credits', 'insufficient_credits'),
+    ],
+    403: [
+      'PermissionDeniedError',
+      stubError('This model is not in your band.', 'access_denied', 'band_access_denied'),
+    ],
+    404: ['NotFoundError', stubError('No such model.', invalid, 'model_not_found', 'model')],
+    422: ['UnprocessableEntityError', stubError('Unprocessable.', invalid, 'unprocessable_entity')],
   };
   for (const [code, [errorClass, body]] of Object.entries(clientErrors)) {
     const status = Number(code);
@@ -238,7 +263,7 @@ describe('retries before the first byte', () => {
     });
   }
 
-  test('attempts run out: the last 503 passes through, the SDK raises InternalServerError', async () => {
+  test('attempts run out: the last 503 passes through (SDK: InternalServerError)', async () => {
     const headers = { 'retry-after-ms': '10', 'x-ratelimit-remaining-requests': '0' };
     const xStub = { fail_first: { count: 10, status: 503, headers } };
     const result = await ask('exhausted', xStub);
@@ -255,6 +280,7 @@ describe('retries before the first byte', () => {
       .then(() => null, (caught) => caught);
     assert.ok(error instanceof OpenAI.InternalServerError, `InternalServerError, got ${error}`);
     assert.equal(error.status, 503);
+    assert.equal(error.requestID, id, 'the SDK sees the request id');
     await assertAttempts(id, ATTEMPTS);
   });
 
@@ -273,12 +299,23 @@ describe('retries before the first byte', () => {
     await assertAttempts(id, ATTEMPTS);
   });
 
-  test('a connection reset before the headers is retried, then 502 upstream_unreachable', async () => {
+  test('a reset before the headers is retried, then 502 upstream_unreachable', async () => {
     const result = await ask('reset-early', { reset_before_headers: true });
     assertOpenAIError(result, 502, { code: 'upstream_unreachable' });
     const records = await assertAttempts(result.id, ATTEMPTS);
     assert.ok(records.every((r) => r.reset_at !== null), 'the stub reset every attempt');
-    await assertLogged(result.id, { status: 502, attempts: ATTEMPTS });
+    await assertLogged(result.id, { status: 502, outcome: 'upstream_error', attempts: ATTEMPTS });
+  });
+
+  test('a non-streamed body reset midway is retried (nothing reached the client yet)', async () => {
+    const completion = smallCompletion('Whole.');
+    const xStub = { raw: completion, split: 'bytes:40', fail_first: { count: 1, reset_after: 1 } };
+    const result = await ask('reset-body', xStub, { stream: false });
+    const records = await stubRecords(gw, result.id);
+    assert.notEqual(records[0]?.reset_at, null, 'the stub reset the first attempt midway');
+    assert.equal(result.status, 200, `retried to success, got ${result.status} ${result.text}`);
+    assert.equal(JSON.parse(result.text).choices[0].message.content, 'Whole.');
+    await assertAttempts(result.id, 2);
   });
 
   test('a connection reset on the first attempt only: the retry succeeds', async () => {
@@ -294,7 +331,8 @@ describe('retries before the first byte', () => {
     const html =
       '<html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1></body></html>';
     const headers = { 'content-type': 'text/html' };
-    const result = await ask('html-502', { fail_first: { count: 10, status: 502, headers, body: html } });
+    const xStub = { fail_first: { count: 10, status: 502, headers, body: html } };
+    const result = await ask('html-502', xStub);
     assertOpenAIError(result, 502, { code: 'upstream_error' });
     assert.ok(!result.text.includes('Bad Gateway</h1>'), 'no upstream HTML');
     await assertAttempts(result.id, ATTEMPTS);
@@ -310,7 +348,7 @@ describe('retries before the first byte', () => {
 });
 
 describe('timeouts', () => {
-  test('no headers within UPSTREAM_FIRST_BYTE_TIMEOUT_MS: 504 upstream_timeout, fetch aborted', async () => {
+  test('no headers within the first-byte timeout: 504 upstream_timeout, aborted', async () => {
     const started = Date.now();
     const result = await ask('hang', { hang_ms: 20_000 });
     const took = Date.now() - started;
@@ -320,7 +358,7 @@ describe('timeouts', () => {
     const record = await closedByGateway(gw, result.id);
     assert.ok(record.client_closed_at - record.received_at < 15_000, 'the fetch was aborted');
     await assertAttempts(result.id, 1);
-    await assertLogged(result.id, { status: 504, outcome: 'timeout' });
+    await assertLogged(result.id, { status: 504, outcome: 'timeout', attempts: 1 });
 
     const error = await client.chat.completions
       .create(r0({ hang_ms: 20_000 }, { stream: false }))
@@ -328,6 +366,24 @@ describe('timeouts', () => {
     assert.ok(error instanceof OpenAI.InternalServerError, `a 5xx APIError, got ${error}`);
     assert.equal(error.status, 504);
     assert.equal(error.code, 'upstream_timeout');
+  });
+
+  test('a non-streamed body that stalls after its first bytes times out', async () => {
+    const completion = smallCompletion('Late.');
+    const stallMs = 15_000;
+    const xStub = { raw: completion, split: 'bytes:40', stall_after: 1, stall_ms: stallMs };
+    const started = Date.now();
+    const result = await ask('stall-json', xStub, { stream: false });
+    const took = Date.now() - started;
+    assert.ok(took < stallMs - 3000, `answered ${took} ms after asking, within the idle timeout`);
+    assertOpenAIError(result, 504);
+    assert.ok(
+      ['upstream_timeout', 'upstream_idle_timeout'].includes(JSON.parse(result.text).error.code),
+      result.text,
+    );
+    const record = await closedByGateway(gw, result.id);
+    assert.ok(record.client_closed_at < record.stalled_at + stallMs, 'the fetch was aborted');
+    await assertLogged(result.id, { status: 504, outcome: 'timeout' });
   });
 
   const stalled = {
@@ -365,7 +421,8 @@ describe('timeouts', () => {
     const outcome = await pythonStream(gw, r0(stalled));
     assert.equal(outcome.is_api_error, true, JSON.stringify(outcome));
     assert.deepEqual(outcome.chunks, ['A', 'B']);
-    assert.match(JSON.stringify(outcome.body ?? outcome.message), /upstream_idle_timeout|sent nothing/);
+    const said = JSON.stringify(outcome.body ?? outcome.message);
+    assert.match(said, /upstream_idle_timeout|sent nothing/);
   });
 });
 
@@ -380,7 +437,8 @@ describe('failures once streaming started', () => {
     await assertLogged(result.id, { outcome: 'upstream_error' });
 
     const chunks = [];
-    const stream = await client.chat.completions.create(r0({ reads, reset_after: 2, delay_ms: 50 }));
+    const again = r0({ reads, reset_after: 2, delay_ms: 50 });
+    const stream = await client.chat.completions.create(again);
     const error = await (async () => {
       for await (const chunk of stream) chunks.push(chunk.choices[0].delta.content);
       return null;
@@ -389,11 +447,13 @@ describe('failures once streaming started', () => {
     assert.deepEqual(chunks, ['A', 'B']);
   });
 
-  test('a stream that fails after its first byte is never retried (fail_first ignored mid-stream)', async () => {
-    // The first attempt streams one event and resets; a retry would get a whole stream.
-    const result = await ask('no-retry-mid', { reads, reset_after: 1, delay_ms: 50 });
+  test('a stream that breaks after its first event is not retried', async () => {
+    // Only the first attempt breaks: a retry would have given a whole stream.
+    const xStub = { reads, delay_ms: 50, fail_first: { count: 1, reset_after: 1 } };
+    const result = await ask('no-retry-mid', xStub);
     assertEndsInBand(result, 'upstream_truncated', ['A']);
     await assertAttempts(result.id, 1);
+    await assertLogged(result.id, { status: 200, outcome: 'upstream_error' });
   });
 });
 
@@ -407,7 +467,7 @@ describe('compressed upstream bodies', () => {
       assert.equal(raw.headers['x-request-id'], id);
       const body = decodedBody(raw).toString('utf8');
       const [record] = await assertAttempts(id, 1);
-      assert.ok(record.writes[0].wire_bytes > 0, 'the stub sent gzip');
+      assert.notEqual(record.writes[0].wire_bytes, record.writes[0].bytes, 'the stub sent gzip');
       assert.equal(body, withPersona(sentBy(record)));
     });
 
@@ -427,9 +487,23 @@ describe('compressed upstream bodies', () => {
     });
   }
 
+  test('a gzip error body passes decoded, with its headers and no content-encoding', async () => {
+    const body = stubError('Rate limit reached', 'requests', 'rate_limit_exceeded');
+    const headers = { 'content-type': 'application/json', 'retry-after': '30' };
+    const id = requestId('gzip-429');
+    const xStub = { status: 429, headers, body, gzip: true };
+    for (const acceptEncoding of [undefined, 'gzip']) {
+      const raw = await rawChat(gw, r0(xStub, { stream: false }), { id, acceptEncoding });
+      assert.equal(raw.status, 429);
+      assert.equal(raw.headers['retry-after'], '30');
+      assert.equal(raw.headers['x-request-id'], id);
+      assert.equal(decodedBody(raw).toString('utf8'), body);
+    }
+  });
+
   test('gzip SSE through fetch and the SDK: events arrive one by one', async () => {
     const reads = [chunkEvent('A'), chunkEvent('B'), chunkEvent('C'), 'data: [DONE]\n\n'];
-    const result = await ask('gzip-sse-paced', { gzip: true, reads, delay_ms: 600 });
+    const result = await ask('gzip-sse-paced', { gzip: true, reads, delay_ms: 400 });
     assert.equal(result.status, 200);
     const [record] = await assertAttempts(result.id, 1);
     assertFaithful(sentBy(record), result.text, PERSONA);
@@ -489,9 +563,15 @@ describe('slow upstreams and departed clients', () => {
     });
     assert.equal(response.status, 200);
     assert.equal(response.headers.get('x-request-id'), id);
+    // Reads until the first event is whole: a read may end anywhere.
     const reader = response.body.getReader();
-    const first = await reader.read();
-    assert.match(Buffer.from(first.value).toString(), /"content":"part 0"/);
+    let first = '';
+    while (!first.includes('\n\n')) {
+      const step = await reader.read();
+      assert.ok(!step.done, `the stream went on past ${JSON.stringify(first)}`);
+      first += Buffer.from(step.value).toString('utf8');
+    }
+    assert.match(first, /"content":"part 0"/);
     const leftAt = Date.now();
     controller.abort();
 
@@ -527,6 +607,12 @@ describe('an upstream that refuses connections', () => {
       assertOpenAIError(result, 502, { code: 'upstream_unreachable' });
       assert.equal(result.headers.get('x-request-id'), id);
       assert.ok(Date.now() - started < 20_000, 'promptly');
+      // No stub to count the attempts: the log line does.
+      const line = await logLine(refused, id);
+      assert.ok(line, `a log line for ${id}`);
+      assert.equal(line.attempts, ATTEMPTS, JSON.stringify(line));
+      assert.equal(line.status, 502);
+      assert.equal(line.outcome, 'upstream_error');
     }
     const error = await sdk(refused)
       .chat.completions.create(r0(null))

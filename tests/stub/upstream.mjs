@@ -15,9 +15,11 @@
 // Faults, combined with any of the above:
 //   reset_after: n                 reset the connection after n writes
 //   fail_first: {count, status,    the first `count` attempts (requests with the same
-//     headers, body, reset}        x-request-id) answer this status, headers and body (default:
-//                                  an OpenAI error; "" for an empty body), or with reset: true
-//                                  have their connection reset; later attempts get the rest
+//     headers, body, reset,        x-request-id) answer this status, headers and body (default:
+//     reset_after}                 an OpenAI error; "" for an empty body); with reset: true
+//                                  their connection is reset before the headers, with
+//                                  reset_after: n after n writes of the normal reply. Later
+//                                  attempts get the rest of x_stub
 //   reset_before_headers: true     reset the connection of every attempt before answering
 //   hang_ms: n                     wait n ms before the response headers (ends early if the
 //                                  caller hangs up)
@@ -344,13 +346,20 @@ function failureBody(fault, attempt, status) {
   return typeof fault.body === 'string' ? fault.body : JSON.stringify(fault.body);
 }
 
+/** The fail_first fault when it applies to this attempt, else null. */
+function failingNow(spec, record) {
+  const fault = spec.fail_first;
+  if (!fault || typeof fault !== 'object') return null;
+  return record.attempt <= (Number(fault.count) || 0) ? fault : null;
+}
+
 /**
  * The faults that strike before the response headers. Resolves to true when the attempt has
  * been dealt with (failed, reset or abandoned by the caller).
  */
 async function faultBeforeHeaders(res, record, spec) {
-  const fault = spec.fail_first;
-  if (fault && typeof fault === 'object' && record.attempt <= (Number(fault.count) || 0)) {
+  const fault = failingNow(spec, record);
+  if (fault && fault.reset_after === undefined) {
     if (fault.reset === true) {
       resetConnection(res, record);
       return true;
@@ -404,6 +413,10 @@ async function reply(req, res, record, key) {
     dripMs: spec.drip_ms === undefined ? null : Number(spec.drip_ms) || 0,
     gzip: spec.gzip === true,
   };
+  const midBody = failingNow(spec, record);
+  if (midBody && midBody.reset_after !== undefined) {
+    options.resetAfter = Number(midBody.reset_after) || 0;
+  }
   const headers = Object.fromEntries(
     Object.entries(spec.headers ?? {}).map(([name, value]) => [name.toLowerCase(), value]),
   );
