@@ -70,6 +70,8 @@ pub enum GatewayError {
     UnknownPath { method: String, path: String },
     /// The path exists but not for this method.
     MethodNotAllowed { method: String, path: String, allow: &'static str },
+    /// The client left before an answer was ready (the status only reaches the log).
+    ClientGone,
     /// The upstream could not be reached or broke off before answering.
     UpstreamUnreachable { reason: String },
     /// The upstream answered with an error that is not in OpenAI's format.
@@ -109,7 +111,8 @@ impl GatewayError {
             | Self::BodyTooLarge { .. }
             | Self::ModelNotFound { .. }
             | Self::UnknownPath { .. }
-            | Self::MethodNotAllowed { .. } => Origin::Client,
+            | Self::MethodNotAllowed { .. }
+            | Self::ClientGone => Origin::Client,
             Self::UpstreamUnreachable { .. }
             | Self::UpstreamStatus { .. }
             | Self::UpstreamInvalid { .. }
@@ -131,6 +134,7 @@ impl GatewayError {
             Self::BodyTooLarge { .. } => 413,
             Self::ModelNotFound { .. } | Self::UnknownPath { .. } => 404,
             Self::MethodNotAllowed { .. } => 405,
+            Self::ClientGone => 499,
             Self::UpstreamUnreachable { .. }
             | Self::UpstreamStatus { .. }
             | Self::UpstreamInvalid { .. } => 502,
@@ -144,6 +148,7 @@ impl GatewayError {
     pub fn outcome(&self) -> Outcome {
         match (self, self.origin()) {
             (Self::UpstreamTimeout { .. }, _) => Outcome::Timeout,
+            (Self::ClientGone, _) => Outcome::ClientGone,
             (_, Origin::Client) => Outcome::ClientError,
             (_, Origin::Upstream) => Outcome::UpstreamError,
             (_, Origin::Gateway) => Outcome::GatewayError,
@@ -176,6 +181,7 @@ impl GatewayError {
             Self::ModelNotFound { .. } => "model_not_found",
             Self::UnknownPath { .. } => "unknown_url",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::ClientGone => "client_gone",
             Self::UpstreamUnreachable { .. } => "upstream_unreachable",
             Self::UpstreamStatus { .. } => "upstream_error",
             Self::UpstreamInvalid { .. } => "upstream_invalid_response",
@@ -233,6 +239,7 @@ impl GatewayError {
             Self::MethodNotAllowed { method, path, allow } => {
                 format!("Method {} is not allowed on {}; use {allow}.", echo(method), echo(path))
             }
+            Self::ClientGone => "The client closed the connection.".to_owned(),
             Self::UpstreamUnreachable { reason } => {
                 format!("The upstream API could not be reached: {}.", reason.trim_end_matches('.'))
             }
@@ -323,6 +330,7 @@ mod tests {
                 "invalid_request_error",
                 None,
             ),
+            (E::ClientGone, 499, "invalid_request_error", None),
             (E::UpstreamUnreachable { reason: text("reset") }, 502, "upstream_error", None),
             (E::UpstreamStatus { status: 503 }, 502, "upstream_error", None),
             (E::UpstreamInvalid { reason: text("not JSON") }, 502, "upstream_error", None),
@@ -354,6 +362,7 @@ mod tests {
         for (error, status, _, _) in every_variant() {
             let expected = match (status, error.origin()) {
                 (504, _) => Outcome::Timeout,
+                (499, _) => Outcome::ClientGone,
                 (_, Origin::Client) => Outcome::ClientError,
                 (_, Origin::Upstream) => Outcome::UpstreamError,
                 (_, Origin::Gateway) => Outcome::GatewayError,

@@ -44,7 +44,7 @@ pub async fn complete(
     })?;
     let body = request.to_upstream_body(&prepared, true);
     let client = incoming.client.as_ref();
-    let Answer { response, switch } =
+    let Answer { response, body: whole, switch } =
         upstream::call(config, api_key, trace, request.stream, &body, client).await?;
     trace.upstream_first_byte_ms = Some(trace.elapsed());
 
@@ -55,11 +55,17 @@ pub async fn complete(
     }
     if !(200..300).contains(&status) {
         trace.outcome = Some(Outcome::UpstreamError);
-        return pass_error(&response, status, api_key).await;
+        let body = crate::upstream::error_body(status, &whole.unwrap_or_default(), api_key)?;
+        return error_answer(status, body, Some(&response));
     }
     let content_type = response.headers().get("content-type").ok().flatten().unwrap_or_default();
+    if let Some(body) = whole {
+        return complete_whole(&body, status, &persona_id, api_key, trace);
+    }
     if !content_type.starts_with("text/event-stream") {
-        return complete_whole(&response, status, &persona_id, api_key, trace).await;
+        // Asked for a stream, answered whole: read it here (no retry, no timer: rare).
+        let body = read_whole(&response).await?;
+        return complete_whole(&body, status, &persona_id, api_key, trace);
     }
     let mut rewriter = Rewriter::with_max_event_bytes(&persona_id, config.max_event_bytes);
     if !request.wants_usage() {
@@ -78,38 +84,25 @@ pub async fn complete(
 }
 
 /// A non-streaming answer: the completion with its `model` rewritten.
-async fn complete_whole(
-    response: &Response,
+fn complete_whole(
+    body: &[u8],
     status: u16,
     persona_id: &str,
     api_key: &str,
     trace: &mut Trace,
 ) -> Result<Response, GatewayError> {
-    let body = read_whole(response).await?;
-    if crate::upstream::is_openai_error(&body) {
+    if crate::upstream::is_openai_error(body) {
         // An error under a 2xx status: the SDKs would take it for an empty completion.
         trace.outcome = Some(Outcome::UpstreamError);
-        return error_answer(502, crate::upstream::redact(&body, api_key), None);
+        return error_answer(502, crate::upstream::redact(body, api_key), None);
     }
     let literal = serde_json::Value::from(persona_id).to_string();
-    let (rewritten, usage) = crate::upstream::rewrite_completion(&body, literal.as_bytes())?;
+    let (rewritten, usage) = crate::upstream::rewrite_completion(body, literal.as_bytes())?;
     trace.usage = usage;
     trace.bytes_out = rewritten.len() as u64;
     let headers = Headers::new();
     headers.set("content-type", "application/json").map_err(internal)?;
     Ok(Response::builder().with_status(status).with_headers(headers).fixed(rewritten))
-}
-
-/// An upstream error: its OpenAI-shaped body and rate-limit headers as they came, or a 502 of
-/// ours when the body is anything else.
-async fn pass_error(
-    response: &Response,
-    status: u16,
-    api_key: &str,
-) -> Result<Response, GatewayError> {
-    let body = read_whole(response).await.unwrap_or_default();
-    let body = crate::upstream::error_body(status, &body, api_key)?;
-    error_answer(status, body, Some(response))
 }
 
 /// An OpenAI error body under `status`, with the rate-limit headers of `upstream` if given.

@@ -1,20 +1,21 @@
-// One POST to the upstream, given up when its response headers take longer than `timeoutMs`.
-// The timer lives here, in JavaScript, so that waiting costs the wasm no closure and no
-// crossing; `controller` also aborts the body later (the client left, the stream went idle).
-export async function post(url, authorization, requestId, body, accept, timeoutMs, controller) {
-  const timer = setTimeout(
-    () => controller.abort(new DOMException('no response headers in time', 'TimeoutError')),
-    timeoutMs,
-  );
+// One POST to the upstream. The timers live here, in JavaScript, so that waiting costs the wasm
+// no closure and no crossing; `controller` also aborts the body later (the client left, the
+// stream went idle). Resolves to [response, body]: `body` is the whole body as bytes when it is
+// read here (an answer that is not a stream, or an error), else undefined and the response's
+// body is left to stream.
+export async function post(url, authorization, requestId, body, stream, timeouts, controller) {
+  const [firstByteMs, idleMs] = timeouts;
+  const timeOut = () => controller.abort(new DOMException('the upstream took too long', 'TimeoutError'));
+  let timer = setTimeout(timeOut, firstByteMs);
   try {
-    return await fetch(url, {
+    const response = await fetch(url, {
       method: 'POST',
       // A redirect would carry the persona's prompt to another origin: never follow one.
       redirect: 'manual',
       headers: {
         authorization,
         'content-type': 'application/json',
-        accept,
+        accept: stream ? 'text/event-stream' : 'application/json',
         'x-request-id': requestId,
         'user-agent': 'persona-gateway',
       },
@@ -22,6 +23,11 @@ export async function post(url, authorization, requestId, body, accept, timeoutM
       body: body.slice(),
       signal: controller.signal,
     });
+    clearTimeout(timer);
+    if (stream && response.ok) return [response, undefined];
+    // A whole body must arrive within the idle timeout too, or the client would wait forever.
+    timer = setTimeout(timeOut, idleMs);
+    return [response, new Uint8Array(await response.arrayBuffer())];
   } finally {
     clearTimeout(timer);
   }

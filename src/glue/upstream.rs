@@ -21,9 +21,11 @@ use crate::retry;
 /// client leaving, a stream going idle).
 pub type Switch = Rc<RefCell<Option<web_sys::AbortController>>>;
 
-/// An upstream answer and the switch that aborts its body.
+/// An upstream answer, its whole body when it was read in the attempt (anything but a
+/// successful stream), and the switch that aborts its body.
 pub struct Answer {
     pub response: Response,
+    pub body: Option<Vec<u8>>,
     pub switch: Switch,
 }
 
@@ -44,27 +46,39 @@ pub async fn call(
     }
     let mut waited = Duration::ZERO;
     loop {
+        if client.is_some_and(web_sys::AbortSignal::aborted) {
+            return Err(GatewayError::ClientGone);
+        }
         trace.attempts += 1;
         let outcome = attempt(config, api_key, &trace.id, stream, body, &switch).await;
         let advice = match &outcome {
-            Ok(response) if retry::is_retryable_status(response.status_code()) => {
-                let header = |name| response.headers().get(name).ok().flatten();
+            Ok(answer) if retry::is_retryable_status(answer.response.status_code()) => {
+                let header = |name| answer.response.headers().get(name).ok().flatten();
                 retry::retry_after(
                     header("retry-after-ms").as_deref(),
                     header("retry-after").as_deref(),
                 )
             }
             Err(GatewayError::UpstreamUnreachable { .. }) => None,
-            _ => return outcome.map(|response| Answer { response, switch }),
+            _ => return outcome.map(|answer| answer.with_switch(switch)),
         };
         let Some(delay) = config.retry.delay(trace.attempts + 1, advice, waited, random()) else {
-            return outcome.map(|response| Answer { response, switch });
+            return outcome.map(|answer| answer.with_switch(switch));
         };
-        if let Ok(mut response) = outcome {
-            discard(&mut response);
-        }
         Delay::from(delay).await;
         waited += delay;
+    }
+}
+
+/// What one attempt brought back.
+struct Attempt {
+    response: Response,
+    body: Option<Vec<u8>>,
+}
+
+impl Attempt {
+    fn with_switch(self, switch: Switch) -> Answer {
+        Answer { response: self.response, body: self.body, switch }
     }
 }
 
@@ -75,13 +89,14 @@ extern "C" {
         authorization: &str,
         request_id: &str,
         body: &[u8],
-        accept: &str,
-        timeout_ms: u32,
+        stream: bool,
+        timeouts: Vec<u32>,
         controller: &web_sys::AbortController,
     ) -> js_sys::Promise;
 }
 
-/// One `fetch`, given up after the first-byte timeout.
+/// One `fetch`, given up after the first-byte timeout; a whole body is read here too, within
+/// the idle timeout, so that a body that breaks off is retried like a failed connection.
 async fn attempt(
     config: &Config,
     api_key: &str,
@@ -89,22 +104,24 @@ async fn attempt(
     stream: bool,
     body: &str,
     switch: &Switch,
-) -> Result<Response, GatewayError> {
+) -> Result<Attempt, GatewayError> {
     let controller = web_sys::AbortController::new().map_err(|e| internal(format!("{e:?}")))?;
     *switch.borrow_mut() = Some(controller.clone());
     let url = format!("{}/chat/completions", config.base_url);
-    let accept = if stream { "text/event-stream" } else { "application/json" };
-    let timeout = u32::try_from(config.first_byte_timeout.as_millis()).unwrap_or(u32::MAX);
+    let millis = |duration: Duration| u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
+    let timeouts = vec![millis(config.first_byte_timeout), millis(config.idle_timeout)];
     let authorization = format!("Bearer {api_key}");
     let sent =
-        post(&url, &authorization, request_id, body.as_bytes(), accept, timeout, &controller);
+        post(&url, &authorization, request_id, body.as_bytes(), stream, timeouts, &controller);
     match js_sys::futures::JsFuture::from(sent).await {
         Ok(answer) => {
-            let answer: web_sys::Response =
-                answer.dyn_into().map_err(|_| GatewayError::UpstreamInvalid {
+            let answer = js_sys::Array::from(&answer);
+            let response: web_sys::Response =
+                answer.get(0).dyn_into().map_err(|_| GatewayError::UpstreamInvalid {
                     reason: "fetch gave something other than a response".to_owned(),
                 })?;
-            Ok(Response::from(answer))
+            let body = answer.get(1).dyn_into::<js_sys::Uint8Array>().ok().map(|b| b.to_vec());
+            Ok(Attempt { response: Response::from(response), body })
         }
         Err(_) if timed_out(&controller) => {
             Err(GatewayError::UpstreamTimeout { seconds: config.first_byte_timeout.as_secs() })
@@ -139,13 +156,6 @@ fn stop_when_client_leaves(client: &web_sys::AbortSignal, switch: &Switch) {
     let switch = Rc::clone(switch);
     let on_abort = Closure::<dyn FnMut()>::new(move || abort(&switch));
     client.set_onabort(Some(on_abort.into_js_value().unchecked_ref()));
-}
-
-/// Lets go of a response that will not be used, so its connection is freed.
-fn discard(response: &mut Response) {
-    if let worker::ResponseBody::Stream(body) = response.body() {
-        let _ = body.cancel();
-    }
 }
 
 fn random() -> u32 {
