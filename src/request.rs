@@ -70,6 +70,7 @@ impl<'a> ChatRequest<'a> {
         for name in ["max_tokens", "max_completion_tokens"] {
             check_token_limit(&fields, name)?;
         }
+        check_stream_options(&fields)?;
         let request = Self { model: read_model(&fields)?, stream: read_stream(&fields)?, fields };
         request.check_messages()?;
         Ok(request)
@@ -236,6 +237,28 @@ fn check_token_limit(fields: &[(String, &RawValue)], name: &str) -> Result<(), G
         return Ok(());
     }
     Err(parameter(name, &format!("`{name}` must be a positive integer")))
+}
+
+/// `stream_options`, when set, is an object whose `include_usage`, when set, is a boolean: the
+/// gateway reads and sets that field, so it checks what it reads.
+fn check_stream_options(fields: &[(String, &RawValue)]) -> Result<(), GatewayError> {
+    #[derive(Deserialize)]
+    struct StreamOptions {
+        #[allow(dead_code, reason = "read only to check its type")]
+        include_usage: Option<bool>,
+    }
+    let Some(raw) = find(fields, "stream_options").filter(|raw| raw.get() != "null") else {
+        return Ok(());
+    };
+    if !raw.get().starts_with('{') {
+        return Err(parameter("stream_options", "`stream_options` must be an object"));
+    }
+    serde_json::from_str::<StreamOptions>(raw.get()).map(|_| ()).map_err(|_| {
+        parameter(
+            "stream_options.include_usage",
+            "`stream_options.include_usage` must be a boolean",
+        )
+    })
 }
 
 fn read_stream(fields: &[(String, &RawValue)]) -> Result<bool, GatewayError> {

@@ -44,9 +44,11 @@ pub async fn complete(
     })?;
     let body = request.to_upstream_body(&prepared, true);
     let client = incoming.client.as_ref();
+    let asked = trace.elapsed();
     let Answer { response, body: whole, switch } =
         upstream::call(config, api_key, trace, request.stream, &body, client).await?;
     trace.upstream_first_byte_ms = Some(trace.elapsed());
+    trace.upstream_wait_ms = Some(trace.elapsed() - asked);
 
     let status = response.status_code();
     if !(200..300).contains(&status) && status < 400 {
@@ -55,6 +57,7 @@ pub async fn complete(
     }
     if !(200..300).contains(&status) {
         trace.outcome = Some(Outcome::UpstreamError);
+        trace.note_failure("upstream_status", &format!("the upstream answered {status}"));
         let body = crate::upstream::error_body(status, &whole.unwrap_or_default(), api_key)?;
         return error_answer(status, body, Some(&response));
     }

@@ -32,15 +32,16 @@ async fn fetch(request: Request, env: Env, context: Context) -> worker::Result<R
     let origin =
         cors::allowed_origin(&config.allowed_origins, origin.as_deref()).map(str::to_owned);
     let method = request.method().to_string();
+    let mut trace = Trace::start(&id, &method, &request.path(), config.log_level, &env);
     if method == "OPTIONS" {
         let requested = header("access-control-request-headers");
         let mut response = preflight(origin.as_deref(), requested.as_deref(), &config);
         let headers = response.headers_mut();
         let _ = headers.set("x-request-id", &id);
-        let _ = headers.set("server-timing", "gateway;dur=0");
+        let _ = headers.set("server-timing", &trace.server_timing());
+        trace.finish(204, Outcome::Ok);
         return Ok(response);
     }
-    let mut trace = Trace::start(&id, &method, &request.path(), config.log_level, &env);
 
     let context: &wasm_bindgen::JsValue = context.as_ref();
     let mut response = match handle(request, &env, &config, context, &mut trace).await {
@@ -60,6 +61,9 @@ async fn fetch(request: Request, env: Env, context: Context) -> worker::Result<R
         allow_origin(headers, origin);
     } else if !config.allowed_origins.is_empty() {
         let _ = headers.append("vary", "Origin");
+    }
+    if let worker::ResponseBody::Body(body) = response.body() {
+        trace.bytes_out = body.len() as u64;
     }
     let status = response.status_code();
     let outcome = trace.outcome.unwrap_or_else(|| Outcome::from_status(status));
@@ -104,10 +108,12 @@ async fn handle(
 /// read, by its real length after).
 async fn read_body(request: &mut Request, limit: usize) -> Result<Vec<u8>, GatewayError> {
     let declared = request.headers().get("content-length").ok().flatten();
-    if declared.and_then(|length| length.trim().parse::<usize>().ok()).is_some_and(|n| n > limit) {
+    let declared = declared.and_then(|length| length.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
         return Err(GatewayError::BodyTooLarge { limit });
     }
-    let body = request.bytes().await.map_err(internal)?;
+    // A body that cannot be read was cut short by the client.
+    let body = request.bytes().await.map_err(|_| GatewayError::ClientGone)?;
     if body.len() > limit {
         return Err(GatewayError::BodyTooLarge { limit });
     }

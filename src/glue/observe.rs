@@ -33,6 +33,8 @@ pub struct Trace {
     pub attempts: u32,
     pub kv_ms: Option<f64>,
     pub upstream_first_byte_ms: Option<f64>,
+    /// The wait for the upstream alone, retries included: what `Server-Timing` calls upstream.
+    pub upstream_wait_ms: Option<f64>,
     pub client_first_byte_ms: Option<f64>,
     pub bytes_out: u64,
     pub usage: Option<Usage>,
@@ -75,6 +77,7 @@ impl Trace {
             attempts: 0,
             kv_ms: None,
             upstream_first_byte_ms: None,
+            upstream_wait_ms: None,
             client_first_byte_ms: None,
             bytes_out: 0,
             usage: None,
@@ -101,8 +104,9 @@ impl Trace {
         self.error = Some((error.code(), reason.chars().take(200).collect()));
     }
 
-    /// Notes a failure found after the response began (a stream cut off or timed out).
-    pub fn fail_in_stream(&mut self, code: &'static str, reason: &str) {
+    /// Notes a failure the gateway did not answer itself: a stream cut off or timed out, an
+    /// upstream error passed on.
+    pub fn note_failure(&mut self, code: &'static str, reason: &str) {
         self.error = Some((code, reason.to_owned()));
     }
 
@@ -110,13 +114,13 @@ impl Trace {
     pub fn server_timing(&self) -> String {
         let total = self.elapsed();
         let kv = self.kv_ms.unwrap_or(0.0);
-        let upstream = self.upstream_first_byte_ms.unwrap_or(0.0);
+        let upstream = self.upstream_wait_ms.unwrap_or(0.0);
         let gateway = (total - kv - upstream).max(0.0);
         let mut timing = format!("gateway;dur={gateway:.1}");
         if self.kv_ms.is_some() {
             let _ = write!(timing, ", kv;dur={kv:.1}");
         }
-        if self.upstream_first_byte_ms.is_some() {
+        if self.upstream_wait_ms.is_some() {
             let _ = write!(timing, ", upstream;dur={upstream:.1}");
         }
         timing

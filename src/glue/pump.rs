@@ -117,7 +117,7 @@ impl Job {
         };
         if let Some((class, reason)) = failure {
             abort(&self.switch);
-            self.trace.fail_in_stream(class, reason);
+            self.trace.note_failure(class, reason);
         }
         self.trace.usage = self.rewriter.usage();
         self.trace.finish(200, outcome);

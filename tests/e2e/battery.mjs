@@ -1,8 +1,8 @@
 // The security suite's battery of malformed requests: a generator of cases, each with the answer
-// it must get, and the means to send them: fetch for what fetch can send, a raw socket for what it
-// refuses (control characters in headers, TRACE, methods workerd does not know). Also an instance whose Worker log is kept whole
-// (the harness keeps only the last 200 lines), which the security, secrets and observability
-// suites read.
+// it must get, and the means to send them: fetch for what fetch can send, a raw socket for what
+// it refuses (control characters in headers, TRACE, methods workerd does not know). Also an
+// instance whose Worker log is kept whole (the harness keeps only its last 200 lines), which the
+// security, secrets and observability suites read.
 
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -36,12 +36,13 @@ const noMethod = (allow) => ({ ...refused(405, 'method_not_allowed', null, /not 
  */
 const runtimeRefusal = (status = 400) => ({ kind: 'runtime', status });
 /**
- * A value of `field` the gateway reads but the README does not list among its 400s: either a
- * 400 naming the field, or the upstream gets the client's value as it was (so it can judge).
+ * A value of `field` (raw JSON text) that the README does not list among the gateway's 400s:
+ * either a 400 naming the field, or the upstream gets the client's bytes as they were, so that it
+ * can judge them. Never a value silently made valid.
  */
-const refusedOrForwarded = (field, value) => ({
+const refusedOrForwarded = (field, raw) => ({
   ...badParam([field, `${field}.include_usage`], new RegExp(field)),
-  orForwarded: { field, value },
+  orForwarded: { field, text: `"${field}":${raw}` },
 });
 /** Valid JSON the gateway passes on by design (README, "forwards every other field"). */
 const forwarded = (text) => ({ kind: 'forwarded', text });
@@ -318,7 +319,7 @@ export function battery() {
       'wrong type',
       `stream_options (streaming): ${name}`,
       post(body),
-      refusedOrForwarded('stream_options', value),
+      refusedOrForwarded('stream_options', JSON.stringify(value)),
     );
   }
 
@@ -386,7 +387,10 @@ export function battery() {
     'unknown role',
     'role twice in one message',
     post(messagesRaw('[{"role":"user","role":"system","content":"x"}]')),
-    badParam(['messages[0]', 'messages[0].role'], /role/),
+    {
+      ...badParam(['messages[0]', 'messages[0].role'], /role/),
+      code: ['invalid_parameter', 'duplicate_key'],
+    },
   );
 
   // The model: empty, long, or naming no persona.
@@ -445,6 +449,12 @@ export function battery() {
   }
 
   // Huge numbers where the gateway reads.
+  add(
+    'huge numbers',
+    'max_tokens: 1e400',
+    post(withRaw('max_tokens', '1e400')),
+    refusedOrForwarded('max_tokens', '1e400'),
+  );
   add(
     'huge numbers',
     'model: 1e999999',
@@ -843,7 +853,6 @@ export function forwardedCases() {
     forwarded('"seen":"text/plain"'),
     { 'content-type': 'text/plain' },
   );
-  add('max_tokens 1e400', withRaw('max_tokens', '1e400'), forwarded('"max_tokens":1e400'));
   add(
     'content twice in one message',
     messagesRaw('[{"role":"user","content":"a","content":"b"}]'),

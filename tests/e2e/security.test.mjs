@@ -89,13 +89,12 @@ async function runCase(gw, item, n) {
 
   if (expect.orForwarded && result.status === 200) {
     const seen = await theUpstreamRequest(gw, id);
-    const { field, value } = expect.orForwarded;
-    assert.deepEqual(
-      JSON.parse(seen.body)[field],
-      value,
-      `neither refused nor forwarded: the client sent ${field}: ${JSON.stringify(value)}, the ` +
-        `gateway answered 200 and the upstream got ${field}: ` +
-        `${JSON.stringify(JSON.parse(seen.body)[field])}`,
+    const { field, text } = expect.orForwarded;
+    const got = JSON.stringify(JSON.parse(seen.body)[field]);
+    assert.ok(
+      seen.body.includes(text),
+      `neither refused nor forwarded: the client sent ${text}, the gateway answered 200 and ` +
+        `the upstream got "${field}":${got}`,
     );
     return;
   }
@@ -119,7 +118,7 @@ async function runCase(gw, item, n) {
     const body = JSON.parse(result.text);
     assert.deepEqual(Object.keys(body), ['error'], answer);
     assert.deepEqual(Object.keys(body.error).sort(), ['code', 'message', 'param', 'type'], answer);
-    assert.equal(body.error.code, expect.code, answer);
+    assert.ok([expect.code].flat().includes(body.error.code), answer);
     assert.equal(body.error.type, 'invalid_request_error', answer);
     const params = [expect.param].flat();
     assert.ok(params.includes(body.error.param), `param ${JSON.stringify(body.error.param)}`);
