@@ -23,6 +23,8 @@ pub struct Scanner {
     pub usage: Option<Range<usize>>,
     /// The value of the last top-level `choices` member.
     pub choices: Option<Range<usize>>,
+    /// Whether the object has a top-level `error` member.
+    pub error: bool,
     stack: Vec<u8>,
 }
 
@@ -34,6 +36,7 @@ impl Scanner {
         self.model_spans.clear();
         self.usage = None;
         self.choices = None;
+        self.error = false;
         self.stack.clear();
         let mut cursor = Cursor { text, pos: 0 };
         cursor.skip_whitespace();
@@ -71,7 +74,8 @@ impl Cursor<'_> {
         Some(byte)
     }
 
-    fn expect(&mut self, byte: u8) -> Option<()> {
+    /// Consumes `byte`, or fails.
+    fn eat(&mut self, byte: u8) -> Option<()> {
         (self.next()? == byte).then_some(())
     }
 
@@ -86,7 +90,7 @@ impl Cursor<'_> {
     /// noting the string values of members named `model` and the values of `usage` and
     /// `choices`.
     fn top_level_object(&mut self, found: &mut Scanner) -> Option<()> {
-        self.expect(b'{')?;
+        self.eat(b'{')?;
         self.skip_whitespace();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -95,7 +99,7 @@ impl Cursor<'_> {
         loop {
             let key = self.string()?;
             self.skip_whitespace();
-            self.expect(b':')?;
+            self.eat(b':')?;
             self.skip_whitespace();
             let start = self.pos;
             let name = &self.text[key.start + 1..key.end - 1];
@@ -107,6 +111,8 @@ impl Cursor<'_> {
                 found.usage = Some(start..self.pos);
             } else if key_is(name, b"choices") {
                 found.choices = Some(start..self.pos);
+            } else if key_is(name, b"error") {
+                found.error = true;
             }
             self.skip_whitespace();
             match self.next()? {
@@ -178,14 +184,14 @@ impl Cursor<'_> {
     fn member_name(&mut self) -> Option<()> {
         self.string()?;
         self.skip_whitespace();
-        self.expect(b':')
+        self.eat(b':')
     }
 
     /// A string literal; returns its span with the quotes. Bytes of 0x80 and above are taken as
     /// they come: the scan never decodes, so it never alters text.
     fn string(&mut self) -> Option<Range<usize>> {
         let start = self.pos;
-        self.expect(b'"')?;
+        self.eat(b'"')?;
         loop {
             while matches!(self.peek(), Some(b) if b != b'"' && b != b'\\' && b >= 0x20) {
                 self.pos += 1;

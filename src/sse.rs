@@ -50,6 +50,8 @@ pub struct Rewriter {
     dropped_last: bool,
     /// Whether any data event went out: a stream without one is no answer at all.
     answered: bool,
+    /// A secret that error events must not carry (the upstream key).
+    secret: String,
 }
 
 /// Where the stream is.
@@ -100,6 +102,7 @@ impl Rewriter {
             drop_usage_chunks: false,
             dropped_last: false,
             answered: false,
+            secret: String::new(),
         }
     }
 
@@ -116,6 +119,13 @@ impl Rewriter {
     #[must_use]
     pub fn is_open(&self) -> bool {
         self.phase != Phase::Failed
+    }
+
+    /// Redacts `secret` from error events (`{"error": ...}`), should the upstream quote it.
+    #[must_use]
+    pub fn redacting(mut self, secret: &str) -> Self {
+        secret.clone_into(&mut self.secret);
+        self
     }
 
     /// The last token usage the stream reported, if any.
@@ -337,6 +347,16 @@ impl Rewriter {
         if self.scanner.scan(data) != Shape::Object {
             out.extend_from_slice(block);
             return;
+        }
+        if self.scanner.error && !self.secret.is_empty() {
+            let redacted = crate::upstream::redact(data, &self.secret);
+            if redacted != data {
+                // Written out again as one data line: the event's own framing held the key.
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(&redacted);
+                out.extend_from_slice(b"\n\n");
+                return;
+            }
         }
         if let Some(span) = self.scanner.usage.clone() {
             if let Some(found) = Usage::parse(&data[span]) {

@@ -454,3 +454,17 @@ fn a_broken_event_at_the_end_is_cut_off_whether_or_not_its_line_ended() {
         assert!(String::from_utf8(out).unwrap_or_default().contains("upstream_truncated"));
     }
 }
+
+#[test]
+fn an_error_event_that_quotes_the_secret_is_redacted() {
+    let mut rewriter = Rewriter::new(PERSONA).redacting("sk-upstream-secret");
+    let mut out = Vec::new();
+    let input = b"data: {\"error\":{\"message\":\"bad key sk-upstream-secret\"}}\n\ndata: {\"model\":\"m\",\"x\":\"sk-upstream-secret\"}\n\n";
+    rewriter.push(input, &mut out);
+    let text = String::from_utf8(out).unwrap_or_default();
+    assert!(
+        text.starts_with("data: {\"error\":{\"message\":\"bad key [redacted]\"}}\n\n"),
+        "{text}"
+    );
+    assert!(text.ends_with("\"x\":\"sk-upstream-secret\"}\n\n"), "only error events are searched");
+}

@@ -65,9 +65,40 @@ pub fn rewrite_completion(
     Ok((out, usage))
 }
 
-/// `body` with every occurrence of `secret` replaced, should an upstream quote the key back.
+/// `body` with every occurrence of `secret` replaced, should an upstream quote the key back:
+/// first as raw bytes, then, should a JSON string still hold it once its escapes are decoded
+/// (`\u002d`), by writing the JSON out again with that string redacted.
 #[must_use]
 pub fn redact(body: &[u8], secret: &str) -> Vec<u8> {
+    let raw = replace_raw(body, secret);
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(&raw) else {
+        return raw;
+    };
+    if !secret.is_empty() && redact_strings(&mut value, secret) {
+        value.to_string().into_bytes()
+    } else {
+        raw
+    }
+}
+
+/// Replaces `secret` in every string of `value`; true when one held it.
+fn redact_strings(value: &mut serde_json::Value, secret: &str) -> bool {
+    match value {
+        serde_json::Value::String(text) if text.contains(secret) => {
+            *text = text.replace(secret, "[redacted]");
+            true
+        }
+        serde_json::Value::Array(items) => {
+            items.iter_mut().fold(false, |found, item| redact_strings(item, secret) | found)
+        }
+        serde_json::Value::Object(members) => {
+            members.values_mut().fold(false, |found, item| redact_strings(item, secret) | found)
+        }
+        _ => false,
+    }
+}
+
+fn replace_raw(body: &[u8], secret: &str) -> Vec<u8> {
     let secret = secret.as_bytes();
     if secret.len() < 8 {
         return body.to_vec();
@@ -109,6 +140,15 @@ mod tests {
             text,
             r#"{"error":{"message":"Incorrect API key provided: [redacted] and [redacted]."}}"#
         );
+    }
+
+    #[test]
+    fn a_key_written_with_escapes_is_redacted_too() {
+        let body = br#"{"error":{"message":"bad key sk-secret-key","code":"invalid_api_key"}}"#;
+        let text = String::from_utf8(redact(body, "sk-secret-key")).unwrap_or_default();
+        assert!(!text.contains("secret") && text.contains("[redacted]"), "{text}");
+        let clean = br#"{"error":{"message":"no key here"}}"#;
+        assert_eq!(redact(clean, "sk-secret-key"), clean.to_vec(), "untouched bytes stay");
     }
 
     #[test]

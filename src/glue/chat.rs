@@ -70,7 +70,8 @@ pub async fn complete(
         let body = read_whole(&response).await?;
         return complete_whole(&body, status, &persona_id, api_key, trace);
     }
-    let mut rewriter = Rewriter::with_max_event_bytes(&persona_id, config.max_event_bytes);
+    let mut rewriter =
+        Rewriter::with_max_event_bytes(&persona_id, config.max_event_bytes).redacting(api_key);
     if !request.wants_usage() {
         rewriter = rewriter.dropping_usage_chunks();
     }
