@@ -2,8 +2,6 @@
 //! its answer with the persona's id as the model.
 
 use wasm_bindgen::JsValue;
-use worker::js_sys::futures::JsFuture;
-use worker::js_sys::Uint8Array;
 use worker::{Env, Headers, Response};
 
 use super::config::Config;
@@ -47,8 +45,9 @@ pub async fn complete(
     let asked = trace.elapsed();
     let Answer { response, body: whole, switch } =
         upstream::call(config, api_key, trace, request.stream, &body, client).await?;
-    trace.upstream_first_byte_ms = Some(trace.elapsed());
-    trace.upstream_wait_ms = Some(trace.elapsed() - asked);
+    let answered = trace.elapsed();
+    trace.upstream_first_byte_ms = Some(answered);
+    trace.upstream_wait_ms = Some(answered - asked);
 
     let status = response.status_code();
     if !(200..300).contains(&status) && status < 400 {
@@ -61,13 +60,8 @@ pub async fn complete(
         let body = crate::upstream::error_body(status, &whole.unwrap_or_default(), api_key)?;
         return error_answer(status, body, Some(&response));
     }
-    let content_type = response.headers().get("content-type").ok().flatten().unwrap_or_default();
+    // Only a successful event stream comes without its body: everything else was read whole.
     if let Some(body) = whole {
-        return complete_whole(&body, status, &persona_id, api_key, trace);
-    }
-    if !content_type.starts_with("text/event-stream") {
-        // Asked for a stream, answered whole: read it here (no retry, no timer: rare).
-        let body = read_whole(&response).await?;
         return complete_whole(&body, status, &persona_id, api_key, trace);
     }
     let mut rewriter =
@@ -124,20 +118,6 @@ fn error_answer(
         }
     }
     Ok(Response::builder().with_status(status).with_headers(headers).fixed(body))
-}
-
-/// The whole upstream body, read natively in one call rather than chunk by chunk through wasm.
-async fn read_whole(response: &Response) -> Result<Vec<u8>, GatewayError> {
-    let worker::ResponseBody::Stream(body) = response.body() else {
-        return Ok(Vec::new());
-    };
-    let unreachable = |error: JsValue| GatewayError::UpstreamUnreachable {
-        reason: error.as_string().unwrap_or_else(|| "the upstream body broke off".to_owned()),
-    };
-    let whole = web_sys::Response::new_with_opt_readable_stream(Some(body)).map_err(unreachable)?;
-    let buffer =
-        JsFuture::from(whole.array_buffer().map_err(unreachable)?).await.map_err(unreachable)?;
-    Ok(Uint8Array::new(&buffer).to_vec())
 }
 
 fn stream_answer(

@@ -1,8 +1,7 @@
 // One POST to the upstream. The timers live here, in JavaScript, so that waiting costs the wasm
 // no closure and no crossing; `controller` also aborts the body later (the client left, the
-// stream went idle). Resolves to [response, body]: `body` is the whole body as bytes when it is
-// read here (an answer that is not a stream, or an error), else undefined and the response's
-// body is left to stream.
+// stream went idle). Resolves to [response, body]: `body` is the whole body as bytes, read here,
+// unless the answer is a successful event stream, whose body is left to stream.
 export async function post(url, authorization, requestId, body, stream, timeouts, controller) {
   const [firstByteMs, idleMs] = timeouts;
   const timeOut = () => controller.abort(new DOMException('the upstream took too long', 'TimeoutError'));
@@ -24,7 +23,8 @@ export async function post(url, authorization, requestId, body, stream, timeouts
       signal: controller.signal,
     });
     clearTimeout(timer);
-    if (stream && response.ok) return [response, undefined];
+    const eventStream = (response.headers.get('content-type') ?? '').startsWith('text/event-stream');
+    if (stream && response.ok && eventStream) return [response, undefined];
     // A whole body must arrive within the idle timeout too, or the client would wait forever.
     timer = setTimeout(timeOut, idleMs);
     return [response, new Uint8Array(await response.arrayBuffer())];

@@ -22,7 +22,7 @@ use crate::retry;
 pub type Switch = Rc<RefCell<Option<web_sys::AbortController>>>;
 
 /// An upstream answer, its whole body when it was read in the attempt (anything but a
-/// successful stream), and the switch that aborts its body.
+/// successful event stream), and the switch that aborts its body.
 pub struct Answer {
     pub response: Response,
     pub body: Option<Vec<u8>>,
